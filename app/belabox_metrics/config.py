@@ -320,7 +320,8 @@ def _schema_message(err: jsonschema.ValidationError) -> tuple[str, str]:
             return path, f"must be at least {lo:g}, got {_describe(err.instance)}"
         return path, f"must be at most {hi:g}, got {_describe(err.instance)}"
     if v == "enum":
-        return path, f"must be one of {', '.join(map(str, err.validator_value))}, got {_describe(err.instance)}"
+        allowed = ", ".join(map(str, err.validator_value))
+        return path, f"must be one of {allowed}, got {_describe(err.instance)}"
     if v == "minLength":
         return path, "must not be empty"
     if v == "maxLength":
