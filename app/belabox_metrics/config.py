@@ -308,6 +308,10 @@ def _schema_message(err: jsonschema.ValidationError) -> tuple[str, str]:
             msgs.append(f"unknown key{suffix}")
         key_path = f"{path}.{unknown[0]}" if path else unknown[0]
         return key_path, msgs[0]
+    if node.get("x-kind") == "duration" and v == "type":
+        return path, f"must be a duration like 30s, 1m or 1h, got {_describe(err.instance)}"
+    if "propertyNames" in err.schema_path:
+        return path, f"{_describe(err.instance)} is not a valid label name"
     if v == "type":
         types = err.validator_value if isinstance(err.validator_value, list) else [err.validator_value]
         words = " or ".join(_TYPE_WORDS.get(t, t) for t in types)
@@ -338,7 +342,7 @@ def _check_kinds(raw: dict, problems: list[str], where: str) -> None:
     for path, node in LEAF_PATHS.items():
         kind = node.get("x-kind")
         value: Any = raw
-        for key in path:
+        for key in path:  # walk down; a wrongly typed parent was reported by the schema
             if not isinstance(value, dict) or key not in value:
                 value = None
                 break
@@ -365,7 +369,8 @@ def _check_kinds(raw: dict, problems: list[str], where: str) -> None:
                 parse_listen_addr(value)
             except ValueError as e:
                 problems.append(f"{where}: {dotted}: {e}")
-    retry = (raw.get("remote") or {}).get("retry") or {}
+    remote = raw.get("remote")
+    retry = remote.get("retry") if isinstance(remote, dict) else None
     if isinstance(retry, dict):
         try:
             lo = parse_duration(retry.get("initial_backoff", "1s"))
