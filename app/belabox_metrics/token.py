@@ -17,6 +17,10 @@ if TYPE_CHECKING:
     from belabox_metrics.config import Config
 
 CREDENTIAL_NAME = "api-token"
+# The unit loads /etc/belabox-metrics/api-token as "api-token" and, for images whose /etc
+# is read-only, the state directory's token as "api-token-state" (first boot writes it
+# there). Each has a one-newline SetCredential= fallback, which reads as an empty file.
+CREDENTIAL_NAMES = (CREDENTIAL_NAME, "api-token-state")
 
 
 class TokenError(Exception):
@@ -35,7 +39,7 @@ def candidate_paths(cfg: Config, environ: dict[str, str] | None = None) -> list[
     paths = []
     cred_dir = env.get("CREDENTIALS_DIRECTORY")
     if cred_dir:
-        paths.append(os.path.join(cred_dir, CREDENTIAL_NAME))
+        paths.extend(os.path.join(cred_dir, name) for name in CREDENTIAL_NAMES)
     if cfg.remote.auth_token_file:
         paths.append(cfg.remote.auth_token_file)
     return paths
