@@ -61,29 +61,47 @@ def amd64_tarball() -> Path:
     return _tarball("amd64", "minbase", rootfs.AMD64_PACKAGES)
 
 
+@pytest.fixture(scope="session")
+def amd64_template(tmp_path_factory, amd64_tarball) -> Path:
+    """The amd64 rootfs extracted once; tests get copy-on-write views of it (fresh_root)."""
+    dest = rootfs.extract(amd64_tarball, tmp_path_factory.mktemp("template") / "root")
+    yield dest
+    rootfs.remove_tree(dest)
+
+
 @pytest.fixture
-def fresh_root(tmp_path, amd64_tarball):
-    """A factory of freshly extracted amd64 root filesystems, removed after the test."""
+def fresh_root(tmp_path, amd64_template):
+    """A factory of fresh amd64 root filesystems, removed after the test.
+
+    Each is an overlayfs view of the session's extracted template, so a test may change
+    anything without paying for another extraction (several seconds here); where overlay
+    mounts are not possible it is a full extraction.
+    """
     made = []
 
     def make(name: str = "root") -> Path:
         dest = tmp_path / name
-        rootfs.extract(amd64_tarball, dest)
         made.append(dest)
-        return dest
+        if rootfs.overlay(amd64_template, dest):
+            return dest
+        return rootfs.extract(rootfs.tarball_of(amd64_template), dest)
 
     yield make
     for d in made:
         rootfs.remove_tree(d)
+        rootfs.remove_tree(d.with_name(d.name + ".cow"))
 
 
 @pytest.fixture(scope="session")
-def applied_root(tmp_path_factory, amd64_tarball) -> Path:
+def applied_root(tmp_path_factory, amd64_template) -> Path:
     """One amd64 root with the layer applied, shared by read-only checks (do not modify)."""
-    dest = rootfs.extract(amd64_tarball, tmp_path_factory.mktemp("applied") / "root")
+    dest = tmp_path_factory.mktemp("applied") / "root"
+    if not rootfs.overlay(amd64_template, dest):
+        rootfs.extract(rootfs.tarball_of(amd64_template), dest)
     run([APPLY, dest])
     yield dest
     rootfs.remove_tree(dest)
+    rootfs.remove_tree(dest.with_name(dest.name + ".cow"))
 
 
 def shell_scripts() -> list[Path]:

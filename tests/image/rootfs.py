@@ -13,7 +13,6 @@ import hashlib
 import json
 import os
 import re
-import shutil
 import subprocess
 import time
 from contextlib import contextmanager
@@ -106,7 +105,28 @@ def rootfs_tarball(arch: str, variant: str, packages: tuple[str, ...], timeout: 
 def extract(tarball: Path, dest: Path) -> Path:
     dest.mkdir(parents=True, exist_ok=True)
     subprocess.run(["tar", "-C", str(dest), "--numeric-owner", "-xpf", str(tarball)], check=True)
+    _TARBALL_OF[dest] = tarball
     return dest
+
+
+_TARBALL_OF: dict[Path, Path] = {}
+
+
+def tarball_of(extracted: Path) -> Path:
+    return _TARBALL_OF[extracted]
+
+
+def overlay(lower: Path, dest: Path) -> bool:
+    """Mount a copy-on-write view of ``lower`` at ``dest``; False when overlayfs is unavailable.
+    The writable layer lives next to ``dest`` in ``<dest>.cow``."""
+    cow = dest.with_name(dest.name + ".cow")
+    (cow / "upper").mkdir(parents=True, exist_ok=True)
+    (cow / "work").mkdir(exist_ok=True)
+    dest.mkdir(parents=True, exist_ok=True)
+    res = subprocess.run(["mount", "-t", "overlay", "overlay", "-o",
+                          f"lowerdir={lower},upperdir={cow}/upper,workdir={cow}/work", str(dest)],
+                         capture_output=True, text=True)
+    return res.returncode == 0
 
 
 def remove_tree(path: Path) -> None:
@@ -117,4 +137,4 @@ def remove_tree(path: Path) -> None:
     inside = [m for m in mounts if m == str(path) or m.startswith(str(path) + "/")]
     for m in sorted(inside, key=len, reverse=True):
         subprocess.run(["umount", "-l", m], check=False)
-    shutil.rmtree(path, ignore_errors=True)
+    subprocess.run(["rm", "-rf", "--one-file-system", str(path)], check=False)
