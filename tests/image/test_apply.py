@@ -228,3 +228,15 @@ def test_apply_to_a_bare_filesystem_image(tmp_path, fresh_root):
     res = apply(img)
     assert "the whole image" in res.stderr
     assert image_meta(str(img), f"/{UNIT}") == ("regular:0644", 0, 0)
+
+
+def test_apply_through_a_loop_mount(disk):
+    res = apply(disk, "--loop")
+    assert "copying" in res.stderr and "debugfs" not in res.stderr
+    assert run(["losetup", "-j", disk]).stdout == "", "loop device left attached"
+    assert str(disk) not in Path("/proc/self/mounts").read_text()
+    spec = f"{disk}?offset={ROOT_START * SECTOR}"
+    uid, gid = metrics_ids(debugfs(spec, "cat /etc/passwd"))
+    assert image_meta(spec, "/etc/belabox-metrics/config.yaml") == ("regular:0640", 0, gid)
+    assert image_meta(spec, "/var/lib/belabox-metrics") == ("directory:0750", uid, gid)
+    assert subprocess.run(["e2fsck", "-fn", spec], capture_output=True).returncode == 0
