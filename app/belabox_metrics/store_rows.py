@@ -168,7 +168,8 @@ class RowWriter:
                 if not is_full(e):
                     raise
                 # At the page limit it is our cap; below it the filesystem itself is full.
-                reason = "size_cap" if self.free_pages() < need else "disk_full"
+                size = self.conn.execute("PRAGMA page_count").fetchone()[0]
+                reason = "size_cap" if size + need > self.budget.max_pages else "disk_full"
             if self._make_room(max(need, 16), reason, changes, drops):
                 continue
             if not pending:
@@ -306,11 +307,11 @@ class RowWriter:
         c = self.conn
         drops: dict[str, int] = {}
         if c.execute("PRAGMA page_count").fetchone()[0] > self.budget.max_pages:
-            used = c.execute("PRAGMA page_count").fetchone()[0] - c.execute(
-                "PRAGMA freelist_count").fetchone()[0]
-            target = used - int(self.budget.max_pages * 0.9)
-            if target > 0:
-                self._make_room(target, "size_cap", [], drops)
+            target = int(self.budget.max_pages * 0.9)
+            while True:  # pages_for() is an estimate: measure again until the live pages fit
+                used = self.budget.max_pages - self.free_pages()
+                if used <= target or not self._make_room(used - target, "size_cap", [], drops):
+                    break
             self.gc()
             c.execute("VACUUM")
             c.execute("PRAGMA wal_checkpoint(TRUNCATE)")
