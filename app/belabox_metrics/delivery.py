@@ -21,7 +21,6 @@ log = logging.getLogger(__name__)
 
 UPLOADED_SAMPLES = "metrics_collector_uploaded_samples_total"
 UPLOADED_BYTES = "metrics_collector_uploaded_bytes_total"
-DROPPED = "metrics_collector_dropped_samples_total"
 INVALID = "metrics_collector_invalid_samples_total"
 
 # Bisecting a refused request stops when this many sub-requests were refused before any
@@ -69,6 +68,51 @@ class _Bisection:
     leaves: list = field(default_factory=list)
 
 
+class Ledger:
+    """Hands acks and drops to the spool in sample order per batch.
+
+    The spool keeps one progress offset per batch, so a range can leave only once every
+    sample before it has: a quarantined sample in the middle of a batch, or the second
+    half of a bisected request, waits here until the ranges before it are settled. A range
+    still waiting when the cycle ends is simply sent again later (at-least-once).
+    """
+
+    def __init__(self, spool, on_drop: Callable[[str, int], None]):
+        self.spool = spool
+        self.on_drop = on_drop
+        self._open: dict[tuple, list] = {}  # (batch_id, start) -> [next offset, {lo: (hi, reason)}]
+
+    def settle(self, parts: Iterable[Part], reason: str | None = None) -> None:
+        """Mark ``parts`` done: acknowledged (``reason`` None) or dropped for ``reason``."""
+        ops: list[tuple[str | None, Part]] = []
+        for p in parts:
+            key = (p.slice.batch_id, p.slice.start)
+            entry = self._open.get(key)
+            if entry is None:
+                entry = self._open[key] = [0, {}]
+            entry[1][p.lo] = (p.hi, reason)
+            pos, waiting = entry
+            while pos in waiting:
+                hi, why = waiting.pop(pos)
+                ops.append((why, Part(p.slice, pos, hi, p.shift_ms)))
+                pos = hi
+            entry[0] = pos
+        # One spool call per run of equal outcome, in order: the order within a batch matters.
+        i = 0
+        while i < len(ops):
+            why = ops[i][0]
+            j = i
+            while j < len(ops) and ops[j][0] == why:
+                j += 1
+            group = _coalesce(p for _, p in ops[i:j])
+            if why is None:
+                self.spool.ack([p.as_slice() for p in group])
+            else:
+                self.spool.drop([p.as_slice() for p in group], why)
+                self.on_drop(why, count(group))
+            i = j
+
+
 class Delivery:
     def __init__(self, spool, selfmetrics, transport: Transport, encoder: Encoder, *, timekeeper=None,
                  wall: Callable[[], float], charge: Callable[[int], None] = lambda n: None):
@@ -83,6 +127,7 @@ class Delivery:
         self.batch_size = 2500
         self.size_cap: int | None = None  # samples per request that a 413-ing server accepted
         self.last_status: int | None = None
+        self.ledger = Ledger(spool, lambda why, n: None)
 
     def request_cap(self) -> int:
         return min(self.batch_size, self.size_cap) if self.size_cap else self.batch_size
@@ -90,6 +135,7 @@ class Delivery:
     def send_slices(self, slices, run: Run, lane: str) -> bool:
         """Send ``slices`` in requests of at most ``request_cap()`` samples. False when the
         cycle should not go on (a failure, a stop, the byte budget)."""
+        self.ledger = Ledger(self.spool, lambda why, n: _count_drop(run.res, why, n))
         parts = self._corrected(slices, run)
         valid, invalid = self.validator.split(parts, int(self.wall() * 1000))
         if invalid:
@@ -139,7 +185,7 @@ class Delivery:
         return out
 
     def _accept(self, parts: list[Part], body, run: Run, lane: str) -> None:
-        self.spool.ack([p.as_slice() for p in parts])
+        self.ledger.settle(parts)
         n = body.samples
         res = run.res
         res.sent_samples += n
@@ -224,11 +270,13 @@ class Delivery:
                     ", ".join(f"{r}={n}" for r, n in sorted(reasons.items())), example.name, dict(example.labels))
 
     def _drop(self, parts: Iterable[Part], reason: str, run: Run) -> None:
-        parts = _coalesce(parts)
-        n = count(parts)
-        self.spool.drop([p.as_slice() for p in parts], reason)
-        self.selfmetrics.inc(DROPPED, n, {"reason": reason})
-        run.res.dropped[reason] = run.res.dropped.get(reason, 0) + n
+        # Counted in metrics_collector_dropped_samples_total by the spool, which owns drop
+        # accounting (and keeps it across restarts); the cycle result counts them too.
+        self.ledger.settle(parts, reason)
+
+
+def _count_drop(res: CycleResult, reason: str, n: int) -> None:
+    res.dropped[reason] = res.dropped.get(reason, 0) + n
 
 
 def is_auth_failure(res: CycleResult) -> bool:
