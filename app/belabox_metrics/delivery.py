@@ -56,7 +56,7 @@ class Run:
     retries: bool
     res: CycleResult
     should_stop: Callable[[], bool]
-    pace: Callable[[], bool] | None = None  # backlog byte budget; False: stop for this cycle
+    pace: Callable[[int], bool] | None = None  # backlog byte budget for n bytes; False: stop this cycle
     on_accept: Callable[[], None] | None = None
 
 
@@ -140,12 +140,7 @@ class Delivery:
         valid, invalid = self.validator.split(parts, int(self.wall() * 1000))
         if invalid:
             self._quarantine(invalid, run)
-        for req in split_requests(valid, self.request_cap()):
-            if run.pace is not None and not run.pace():
-                return False
-            if not self._send(req, run, lane):
-                return False
-        return True
+        return all(self._send(req, run, lane) for req in split_requests(valid, self.request_cap()))
 
     def _corrected(self, slices, run: Run) -> list[Part]:
         tk = self.timekeeper
@@ -167,6 +162,8 @@ class Delivery:
 
     def _send(self, parts: list[Part], run: Run, lane: str) -> bool:
         body = self.encoder.encode(parts)
+        if run.pace is not None and not run.pace(len(body.data)):
+            return False
         out = self._post(body, run)
         if out.ok:
             self._accept(parts, body, run, lane)
@@ -225,14 +222,11 @@ class Delivery:
             self.size_cap = min(self.request_cap(), st.largest_ok)
             log.warning("the server refuses large bodies (HTTP 413): at most %d samples per request "
                         "until the next reload", self.size_cap)
-        if not finished:
-            return False
-        if not st.successes:
+        if not st.successes and run.res.ok and not run.res.stopped:
             what = first.message or f"HTTP {first.status}"
             self._fail(Outcome(first.kind, first.status, first.reason,
                                f"{what}: the server refuses every part of the request; kept in the spool"), run)
-            return False
-        return True
+        return finished and st.successes > 0
 
     def _bisect_node(self, parts: list[Part], status, run: Run, lane: str, st: _Bisection) -> bool:
         if count(parts) == 1:

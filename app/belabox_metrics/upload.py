@@ -49,8 +49,9 @@ class DrainProgress:
 
 
 class ByteBudget:
-    """Token bucket in bytes: a request may go once the balance is not negative, then its
-    size is charged, so the long-run rate stays at ``rate`` with at most one second of burst."""
+    """Token bucket in bytes holding at most one second of budget: a request waits until the
+    bucket holds its size, so over any window of T seconds at most rate × (T + 1) bytes go.
+    A request bigger than the bucket waits for a full bucket and leaves a debt behind."""
 
     def __init__(self, rate: int, clock: Callable[[], float], burst_seconds: float = 1.0):
         self.clock = clock
@@ -70,11 +71,13 @@ class ByteBudget:
             self.tokens = min(self.rate * self.burst_seconds, self.tokens + (now - self._t) * self.rate)
         self._t = now
 
-    def ready_in(self) -> float:
+    def ready_in(self, nbytes: int) -> float:
+        """Seconds until ``nbytes`` may be sent."""
         if not self.rate:
             return 0.0
         self._refill()
-        return 0.0 if self.tokens >= 0 else -self.tokens / self.rate
+        need = min(nbytes, self.rate * self.burst_seconds)
+        return 0.0 if self.tokens >= need else (need - self.tokens) / self.rate
 
     def charge(self, nbytes: int) -> None:
         if self.rate:
@@ -218,7 +221,7 @@ class Uploader:
                 live_ids = self._live_lane(run) if live else set()
                 if backlog and not should_stop():
                     if throttle:
-                        run.pace = lambda: self._pace(res, backlog_end, honor_stop)
+                        run.pace = lambda n: self._pace(n, res, backlog_end, honor_stop)
                     self._backlog_lane(run, live_ids)
             except Exception as e:  # a spool or timekeeper fault: report it, keep the thread alive
                 log.exception("upload cycle failed")
@@ -242,16 +245,16 @@ class Uploader:
         seen: set = set()
         exclude = tuple(sorted(live_ids))
         while not run.should_stop():
-            if run.pace is not None and not run.pace():
+            if run.pace is not None and not run.pace(1):  # no take while the budget is spent
                 return
             fresh = _unseen(self.spool.take_oldest(self.delivery.request_cap(), exclude_ids=exclude), seen)
             if not fresh or not self.delivery.send_slices(fresh, run, "backlog"):
                 return
 
-    def _pace(self, res: CycleResult, end: float | None, honor_stop: bool) -> bool:
-        """Wait until the byte budget allows the next backlog request; False when that wait
-        would run past the end of the cycle (the rest goes in the next one)."""
-        wait = self.budget.ready_in()
+    def _pace(self, nbytes: int, res: CycleResult, end: float | None, honor_stop: bool) -> bool:
+        """Wait until the byte budget allows ``nbytes`` of backlog; False when that wait would
+        run past the end of the cycle (the rest goes in the next one)."""
+        wait = self.budget.ready_in(nbytes)
         if wait <= 0:
             return True
         if end is not None and self.clock() + wait > end:
