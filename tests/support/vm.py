@@ -128,7 +128,9 @@ class VictoriaMetrics:
     def export(self, match: str = '{__name__=~".+"}') -> list[dict]:
         """Every series matching ``match`` as {"metric": {...}, "values": [...], "timestamps": [...]},
         one dict per series (VM may split a series over several lines), samples in time order."""
-        r = self.http.post(f"{self.base}/api/v1/export", data={"match[]": match}, timeout=30)
+        # `end` defaults to "now" truncated to the second, which hides samples of the last second.
+        end = int(time.time()) + 3 * 86_400
+        r = self.http.post(f"{self.base}/api/v1/export", data={"match[]": match, "end": str(end)}, timeout=30)
         r.raise_for_status()
         merged: dict[tuple, dict] = {}
         for line in r.text.splitlines():
