@@ -24,7 +24,7 @@ import requests
 from belabox_metrics import health as healthmod
 from belabox_metrics.delivery import CycleResult, Delivery, Run, is_auth_failure, is_config_failure
 from belabox_metrics.retry import RetryPolicy
-from belabox_metrics.transport import Transport, redact_url
+from belabox_metrics.transport import Transport
 from belabox_metrics.wire import Encoder
 
 __all__ = ["CycleResult", "DrainProgress", "Uploader", "uploader_status"]
@@ -311,7 +311,7 @@ class Uploader:
             cycle_error=self.last_error, since_success=since, interval=self.cfg.upload_interval, pending=pending)
         last = healthmod.rfc3339(self.last_success_wall) if self.last_success_wall else None
         self.health.update("uploader", status, message, last_upload_time=last, pending_count=pending,
-                           time_since_upload_seconds=int(since), url=redact_url(self.cfg.remote.url))
+                           time_since_upload_seconds=int(since))
 
     # --- thread -----------------------------------------------------------------------
 
