@@ -360,3 +360,60 @@ def test_failure_counter_reasons_are_the_documented_words(server, envs):
     got = Counter({lb[0][1]: v for (n, lb), v in env.selfmetrics._counters.items()
                    if n == "metrics_collector_upload_failures_total"})
     assert got == Counter({"http_5xx": 3, "http_429": 1})
+
+
+def test_drain_sends_everything_oldest_first_and_reports_progress(server, envs):
+    env = envs(make_config(server.url(), batch_size=1000, max_bytes_per_second=1))  # drain ignores the budget
+    now = int(time.time() * 1000)
+    expected = fill(env.spool, batches=30, series=100, wall0_ms=now - 600_000)  # live and backlog alike
+    seen = []
+    res = env.uploader.drain(progress=seen.append)
+    assert res.ok and res.sent_samples == 3000 and env.pending() == 0
+    assert sorted(samples_of(server.requests)) == sorted(expected)
+    firsts = [r.lines[0]["timestamps"][0] for r in server.requests]
+    assert firsts == sorted(firsts)
+    assert [p.sent_samples for p in seen] == [1000, 2000, 3000]
+    assert seen[-1].pending_samples == 0 and seen[0].pending_samples == 2000
+    assert all(p.wire_bytes > 0 and p.elapsed_s >= 0 for p in seen)
+
+
+def test_drain_with_rate_limit_is_paced(server, envs):
+    clock = FakeClock()
+    env = envs(make_config(server.url(), batch_size=100, max_bytes_per_second=1000),
+               clock=clock.monotonic, wall=clock.wall, sleep=clock.sleep)
+    fill(env.spool, batches=10, series=100)
+    t0 = clock.mono
+    res = env.uploader.drain(rate_limit=True)
+    assert res.ok and env.pending() == 0
+    assert res.wire_bytes <= 1000 * (1 + clock.mono - t0) + 1
+
+
+def test_drain_stops_at_a_final_failure(server, envs):
+    server.respond = script(Reply(204), then=Reply(401))
+    env = envs(make_config(server.url(), batch_size=100))
+    fill(env.spool, batches=5, series=100)
+    res = env.uploader.drain()
+    assert not res.ok and res.status == 401 and res.sent_samples == 100
+    assert len(server.requests) == 2 and env.pending() == 400
+
+
+def test_stop_makes_one_last_bounded_try_at_the_newest_data(server, envs):
+    env = envs(make_config(server.url(), upload_interval="1h"))
+    env.uploader.start()
+    now = int(time.time() * 1000)
+    live = fill(env.spool, batches=1, series=5, wall0_ms=now - 1000)
+    assert server.requests == []  # no cycle is due for an hour
+    env.uploader.stop(timeout=2)
+    assert sorted(samples_of(server.requests)) == sorted(live)
+    assert env.pending() == 0
+
+
+def test_stop_gives_up_the_last_try_when_the_server_hangs(server, envs):
+    server.respond = lambda req: Reply(504, delay=5.0)
+    env = envs(make_config(server.url(), upload_interval="1h", timeout="30s"))
+    env.uploader.start()
+    fill(env.spool, batches=1, series=5, wall0_ms=int(time.time() * 1000) - 1000)
+    t0 = time.monotonic()
+    env.uploader.stop(timeout=1.0)
+    assert time.monotonic() - t0 < 1.5  # the request timeout shrank to the stop budget
+    assert env.pending() == 5
