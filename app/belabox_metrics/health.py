@@ -1,4 +1,4 @@
-"""Component health in the deployment guide's JSON shape, the rules that set it, and /metrics text.
+"""Component health in the deployment guide's JSON shape and the rules that set it.
 
 Components: ``collector.<name>``, ``uploader``, ``storage``, ``time``, ``discovery``.
 Roll-up (tidewatch's rules, upstream.md §5.4): all collectors in error, or any other
@@ -13,15 +13,12 @@ degraded instead of showing its last good state forever (W5).
 
 from __future__ import annotations
 
-import math
 import threading
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from typing import Any
-
-from belabox_metrics.samples import Sample
 
 OK, DEGRADED, ERROR = "ok", "degraded", "error"
 _RANK = {OK: 0, DEGRADED: 1, ERROR: 2}
@@ -183,13 +180,14 @@ def uploader_health(facts: UploaderFacts | Mapping[str, Any]) -> Verdict:
 @dataclass(frozen=True)
 class StorageFacts:
     path: str
-    wal_threshold_mb: float  # storage.wal_checkpoint_size_mb
+    wal_threshold_bytes: int  # storage.wal_checkpoint_size_mb in bytes
     database_size_bytes: int = 0
     wal_size_bytes: int = 0
     pending_count: int = 0
     persistent: bool = True  # False when the spool lives on volatile storage (/run)
+    volatile_reason: str | None = None  # why no persistent place was usable
     quarantined: str | None = None  # where a damaged database was moved at start
-    last_commit_error: str | None = None
+    commit_error: str | None = None  # of the last commit; None when it succeeded
     full: bool = False  # at storage.max_size_mb: the oldest batches are being dropped
     dropped: Mapping[str, int] = field(default_factory=dict)  # samples by reason
 
@@ -206,18 +204,19 @@ def storage_health(facts: StorageFacts | Mapping[str, Any]) -> Verdict:
     }
     if f.quarantined:
         details["quarantined"] = f.quarantined
-    if f.last_commit_error:
-        return ERROR, f"cannot write the spool: {f.last_commit_error}", details
+    if f.commit_error:
+        return ERROR, f"cannot write the spool: {f.commit_error}", details
     problems = []
     if f.quarantined:
         problems.append(f"damaged database moved aside to {f.quarantined}")
     if not f.persistent:
-        problems.append(f"spool on volatile storage ({f.path}): lost on reboot")
+        why = f" because {f.volatile_reason}" if f.volatile_reason else ""
+        problems.append(f"spool on volatile storage ({f.path}){why}: lost on reboot")
     if f.full:
         problems.append("spool full: the oldest batches are being dropped")
-    if f.wal_size_bytes > f.wal_threshold_mb * 1024 * 1024:
+    if f.wal_size_bytes > f.wal_threshold_bytes:
         problems.append(f"WAL size {f.wal_size_bytes / 1048576:.1f} MiB exceeds "
-                        f"wal_checkpoint_size_mb ({f.wal_threshold_mb:g})")
+                        f"wal_checkpoint_size_mb ({f.wal_threshold_bytes / 1048576:g})")
     if problems:
         return DEGRADED, "; ".join(problems), details
     return OK, "storage operational", details
@@ -247,36 +246,6 @@ def time_health(facts: TimeFacts | Mapping[str, Any]) -> Verdict:
     # An unreachable skew URL alone is never an error (W6, W22): batches wait for a time source.
     why = f" (last check: {f.last_error})" if f.last_error else ""
     return DEGRADED, f"clock not verified: no kernel sync and no server time yet{why}", details
-
-
-# --- /metrics --------------------------------------------------------------------------------
-
-def _escape(value: str) -> str:
-    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
-
-
-def _number(v: float) -> str:
-    if math.isnan(v):
-        return "NaN"
-    if math.isinf(v):
-        return "+Inf" if v > 0 else "-Inf"
-    return repr(float(v)) if not float(v).is_integer() or abs(v) >= 1e15 else str(int(v))
-
-
-def prometheus_text(samples: Iterable[Sample]) -> str:
-    """Prometheus text format 0.0.4, one family per name; ``_total`` names are typed counters,
-    the rest untyped (the text format's honest default when we do not know)."""
-    by_name: dict[str, dict[tuple, float]] = {}
-    for s in samples:
-        by_name.setdefault(s.name, {})[s.labels] = s.value
-    out = []
-    for name in sorted(by_name):
-        if name.endswith("_total"):
-            out.append(f"# TYPE {name} counter")
-        for labels, value in sorted(by_name[name].items()):
-            lbl = ",".join(f'{k}="{_escape(v)}"' for k, v in labels)
-            out.append(f"{name}{{{lbl}}} {_number(value)}" if lbl else f"{name} {_number(value)}")
-    return "\n".join(out) + "\n" if out else ""
 
 
 def __getattr__(name: str) -> Any:

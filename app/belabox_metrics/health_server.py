@@ -34,8 +34,8 @@ log = logging.getLogger(__name__)
 MAX_REQUEST_LINE = 4096
 
 
-class HealthServerError(Exception):
-    """The server could not be started; the message is one line naming the address."""
+class HealthServerError(OSError):
+    """The server could not be started; ``str()`` is one line naming the address."""
 
 
 def _bind_address(listen_addr: str) -> tuple[str, int]:

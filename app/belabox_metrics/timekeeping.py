@@ -134,17 +134,14 @@ class Timekeeper:
     """Thread-safe enough for one writer per method: the agent stamps and checks, the uploader
     corrects and observes; each update replaces whole values."""
 
-    def __init__(self, threshold_ms: int = 2000, check_interval: float = 300.0, *, procfs: str = "/proc",
-                 upload_url: str = "", selfmetrics: Any = None, timeout: float = 10.0,
+    def __init__(self, cfg: Any, *, procfs: str | None = None, selfmetrics: Any = None,
                  wall: Callable[[], float] = time.time, boottime: Callable[[], int] = boottime_ns,
                  monotonic: Callable[[], float] = time.monotonic,
                  kernel_synced: Callable[[], bool | None] = kernel_clock_synced):
-        self.threshold_ms = threshold_ms
-        self.check_interval = check_interval
-        self.upload_url = upload_url
-        self.timeout = timeout
+        self.reconfigure(cfg)
         self._selfmetrics = selfmetrics
         self._wall, self._boot, self._mono, self._kernel = wall, boottime, monotonic, kernel_synced
+        procfs = procfs or cfg.host.procfs
         self.boot_id = read_boot_id(procfs)
         if not self.boot_id:
             # Without a boot id an earlier boot cannot be told apart: treat every earlier
@@ -155,14 +152,16 @@ class Timekeeper:
         self._bounds: list[_Bound] = []  # newest first
         self._kernel_cache: tuple[float, bool] | None = None
         self._last_attempt: float | None = None
+        self._session: Any = None
         self.last_error: str | None = None
         self._warned_skew = False
 
-    @classmethod
-    def from_config(cls, cfg: Any, **kw: Any) -> Timekeeper:
-        return cls(cfg.monitoring.clock_skew_warn_threshold_ms, cfg.monitoring.clock_skew_check_interval,
-                   procfs=cfg.host.procfs, upload_url=cfg.remote.url, timeout=min(cfg.remote.timeout, 10.0),
-                   **kw)
+    def reconfigure(self, cfg: Any) -> None:
+        """Take the monitoring settings of a reloaded config; measurements are kept."""
+        self.threshold_ms = cfg.monitoring.clock_skew_warn_threshold_ms
+        self.check_interval = cfg.monitoring.clock_skew_check_interval
+        self.upload_url = cfg.remote.url
+        self.timeout = min(cfg.remote.timeout, 10.0)
 
     # --- what the clock says ---------------------------------------------------------------
 
@@ -242,6 +241,11 @@ class Timekeeper:
         """True for an untrusted slice of another boot: it can only wait to be dropped."""
         return not s.clock_synced and (not s.boot_id or s.boot_id != self.boot_id)
 
+    def can_restamp(self, boot_id: str) -> bool:
+        """True when untrusted batches of ``boot_id`` can be given a correct time now (this
+        boot, with a time source): batches parked while waiting for one can be unparked."""
+        return boot_id == self.boot_id and (self.kernel_synced() or bool(self._bounds))
+
     # --- measuring ---------------------------------------------------------------------------
 
     def observe_response(self, date_header: str | None, t_sent_wall: float, t_recv_wall: float) -> bool:
@@ -278,14 +282,19 @@ class Timekeeper:
         wait = self.check_interval if self.source != "none" else min(self.check_interval, RETRY_UNTRUSTED_S)
         return now - self._last_attempt >= wait
 
-    def check_skew(self, session: Any, url: str, token: str | None = None) -> float | None:
+    def check_skew(self, url: str, session: Any = None, token: str | None = None) -> float | None:
         """GET ``url`` and learn the offset from its Date header; the skew in seconds or None.
 
         The HTTP status does not matter when a Date header is present (a 401 from an auth
-        proxy still carries the server's time). The bearer token goes only to the upload
-        server's own origin (W22).
+        proxy still carries the server's time). A ``token`` is sent only to the upload
+        server's own origin, never to another host (W22); none is needed for a Date.
         """
         self._last_attempt = self._mono()
+        if session is None:
+            if self._session is None:
+                import requests  # only the clock thread needs it, and only when a URL is set
+                self._session = requests.Session()
+            session = self._session
         headers = {"User-Agent": "metrics-collector"}
         if token and self.upload_url and _origin(url) == _origin(self.upload_url):
             headers["Authorization"] = f"Bearer {token}"

@@ -15,13 +15,11 @@ from belabox_metrics.health import (
     StorageFacts,
     TimeFacts,
     UploaderFacts,
-    prometheus_text,
     rollup,
     storage_health,
     time_health,
     uploader_health,
 )
-from belabox_metrics.samples import sample
 
 
 class FakeClock:
@@ -103,7 +101,7 @@ def test_uploader_recovery_back_to_ok():
 
 def st(**kw) -> tuple[str, str, dict]:
     kw.setdefault("path", "/var/lib/belabox-metrics/metrics.db")
-    kw.setdefault("wal_threshold_mb", 64)
+    kw.setdefault("wal_threshold_bytes", 64 << 20)
     return storage_health(StorageFacts(**kw))
 
 
@@ -117,15 +115,16 @@ def test_storage_ok_with_details():
 
 
 def test_storage_wal_threshold_follows_config():  # W27: not a fixed 64 MiB
-    assert st(wal_threshold_mb=8, wal_size_bytes=8 * 1048576)[0] == OK
-    status, msg, _ = st(wal_threshold_mb=8, wal_size_bytes=8 * 1048576 + 1)
+    assert st(wal_threshold_bytes=8 << 20, wal_size_bytes=8 * 1048576)[0] == OK
+    status, msg, _ = st(wal_threshold_bytes=8 << 20, wal_size_bytes=8 * 1048576 + 1)
     assert status == DEGRADED and "wal_checkpoint_size_mb (8)" in msg
-    assert st(wal_threshold_mb=128, wal_size_bytes=100 * 1048576)[0] == OK
+    assert st(wal_threshold_bytes=128 << 20, wal_size_bytes=100 * 1048576)[0] == OK
 
 
 def test_storage_volatile_spool_is_degraded():
-    status, msg, d = st(path="/run/belabox-metrics/metrics.db", persistent=False)
-    assert status == DEGRADED and "volatile" in msg
+    status, msg, d = st(path="/run/belabox-metrics/metrics.db", persistent=False,
+                        volatile_reason="/var/lib/belabox-metrics: read-only file system")
+    assert status == DEGRADED and "volatile" in msg and "read-only file system" in msg
     assert d["persistence"] is False and d["path"] == "/run/belabox-metrics/metrics.db"
 
 
@@ -140,7 +139,7 @@ def test_storage_full_is_degraded_and_reasons_combine():
 
 
 def test_storage_error_when_commit_fails():
-    status, msg, _ = st(last_commit_error="disk I/O error", persistent=False)
+    status, msg, _ = st(commit_error="disk I/O error", persistent=False)
     assert status == ERROR and "disk I/O error" in msg
 
 
@@ -240,27 +239,3 @@ def test_report_shape_matches_deployment_guide():
 def test_update_rejects_unknown_status():
     with pytest.raises(ValueError):
         Registry().update("x", "fine", "")
-
-
-# --- /metrics text ---------------------------------------------------------------------------
-
-def test_prometheus_text_format():
-    text = prometheus_text([
-        sample("node_load1", 0.5),
-        sample("metrics_collector_uploads_total", 3, {"result": "ok"}),
-        sample("node_network_receive_bytes_total", 12, {"device": 'we"ird\\\n'}),
-        sample("metrics_collector_uploads_total", 1, {"result": "error"}),
-        sample("x_inf", float("inf")),
-        sample("x_nan", float("nan")),
-    ])
-    assert text == (
-        "# TYPE metrics_collector_uploads_total counter\n"
-        'metrics_collector_uploads_total{result="error"} 1\n'
-        'metrics_collector_uploads_total{result="ok"} 3\n'
-        "node_load1 0.5\n"
-        "# TYPE node_network_receive_bytes_total counter\n"
-        'node_network_receive_bytes_total{device="we\\"ird\\\\\\n"} 12\n'
-        "x_inf +Inf\n"
-        "x_nan NaN\n"
-    )
-    assert prometheus_text([]) == ""

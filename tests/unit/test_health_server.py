@@ -179,6 +179,7 @@ def test_bind_failure_is_one_clear_line(registry):
         with pytest.raises(HealthServerError) as e:
             HealthServer(f"127.0.0.1:{port}", registry, lambda: "")
     msg = str(e.value)
+    assert isinstance(e.value, OSError)  # the agent catches OSError, logs it and keeps collecting
     assert "\n" not in msg and f"127.0.0.1:{port}" in msg and "in use" in msg
     with pytest.raises(HealthServerError, match="listen_addr"):
         HealthServer("nonsense", registry, lambda: "")

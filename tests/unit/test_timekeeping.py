@@ -62,10 +62,16 @@ def procfs(tmp_path):
     return str(tmp_path / "proc")
 
 
-def make(procfs: str, clock: SimClock, **kw) -> Timekeeper:
-    kw.setdefault("threshold_ms", 2000)
-    return Timekeeper(procfs=procfs, wall=clock.wall, boottime=clock.boottime, monotonic=lambda: clock.mono,
-                      kernel_synced=lambda: clock.kernel, **kw)
+def cfg(threshold_ms: int = 2000, check_interval: float = 300.0, url: str = "",
+        timeout: float = 10.0) -> config.Config:
+    return config.Config(monitoring=config.MonitoringConfig(clock_skew_check_interval=check_interval,
+                                                            clock_skew_warn_threshold_ms=threshold_ms),
+                         remote=config.RemoteConfig(url=url, timeout=timeout))
+
+
+def make(procfs: str, clock: SimClock, selfmetrics=None, **kw) -> Timekeeper:
+    return Timekeeper(cfg(**kw), procfs=procfs, selfmetrics=selfmetrics, wall=clock.wall,
+                      boottime=clock.boottime, monotonic=lambda: clock.mono, kernel_synced=lambda: clock.kernel)
 
 
 @dataclass
@@ -111,7 +117,9 @@ def test_correct_clock_verified_by_server_uploads_unchanged(procfs):
     tk = make(procfs, clock)
     early, _ = stamp(tk, clock)
     assert tk.correct(early) is None  # no time source yet: hold back
+    assert not tk.is_unfixable(early) and not tk.can_restamp(BOOT_ID)
     assert clock.exchange(tk)
+    assert tk.can_restamp(BOOT_ID)  # batches parked while waiting can be unparked now
     assert tk.synchronized and tk.source == "server"
     assert tk.correct(early) == early.wall_ms  # within the threshold: keep the original time
     later, _ = stamp(tk, clock)
@@ -176,6 +184,7 @@ def test_batches_of_an_earlier_boot_are_parked_unless_trusted(procfs):
     no_boot_id = Slice(12_000, "", 5 * NS, False)
     assert tk.correct(old_untrusted) is None and tk.is_unfixable(old_untrusted)
     assert tk.correct(no_boot_id) is None and tk.is_unfixable(no_boot_id)
+    assert not tk.can_restamp("0b5e0000-old-boot") and tk.can_restamp(BOOT_ID)
     assert tk.correct(old_trusted) == old_trusted.wall_ms and not tk.is_unfixable(old_trusted)
     this_boot, _ = stamp(tk, clock)
     assert not tk.is_unfixable(this_boot)
@@ -288,7 +297,7 @@ def test_check_due_retries_fast_without_a_time_source(procfs):
     tk = make(procfs, clock, check_interval=300.0)
     assert tk.check_due()
     with requests.Session() as s:
-        assert tk.check_skew(s, "http://127.0.0.1:9/") is None  # discard port: refused
+        assert tk.check_skew(session=s, url="http://127.0.0.1:9/") is None  # discard port: refused
     assert not tk.check_due()
     clock.advance(30)
     assert tk.check_due()
@@ -300,14 +309,16 @@ def test_check_due_retries_fast_without_a_time_source(procfs):
     assert tk.check_due()
 
 
-def test_from_config(procfs):
-    cfg = config.loads("remote:\n  url: https://vm.example/api/v1/import\n"
-                       f"host:\n  procfs: {procfs}\n"
-                       "monitoring:\n  clock_skew_warn_threshold_ms: 500\n  clock_skew_check_interval: 1m\n",
-                       environ={})
-    tk = Timekeeper.from_config(cfg)
+def test_settings_from_config_and_reload(procfs):
+    loaded = config.loads("remote:\n  url: https://vm.example/api/v1/import\n"
+                          f"host:\n  procfs: {procfs}\n"
+                          "monitoring:\n  clock_skew_warn_threshold_ms: 500\n  clock_skew_check_interval: 1m\n",
+                          environ={})
+    tk = Timekeeper(loaded)
     assert (tk.threshold_ms, tk.check_interval, tk.boot_id) == (500, 60.0, BOOT_ID)
     assert tk.upload_url == "https://vm.example/api/v1/import"
+    tk.reconfigure(cfg(threshold_ms=100, check_interval=30.0))
+    assert (tk.threshold_ms, tk.check_interval, tk.upload_url) == (100, 30.0, "")
 
 
 # --- check_skew against a real HTTP server on loopback ------------------------------------------------
@@ -352,10 +363,11 @@ def date_server():
     srv.close()
 
 
-def real_clock_tk(procfs: str, wall_offset: float, upload_url: str, **kw) -> Timekeeper:
+def real_clock_tk(procfs: str, wall_offset: float, upload_url: str, selfmetrics=None,
+                  timeout: float = 10.0) -> Timekeeper:
     import time as _t
-    return Timekeeper(procfs=procfs, upload_url=upload_url, wall=lambda: _t.time() + wall_offset,
-                      kernel_synced=lambda: False, **kw)
+    return Timekeeper(cfg(url=upload_url, timeout=timeout), procfs=procfs, selfmetrics=selfmetrics,
+                      wall=lambda: _t.time() + wall_offset, kernel_synced=lambda: False)
 
 
 def test_check_skew_measures_a_clock_three_days_behind(procfs, date_server):
@@ -363,10 +375,12 @@ def test_check_skew_measures_a_clock_three_days_behind(procfs, date_server):
     url = f"http://127.0.0.1:{date_server.port}/"
     tk = real_clock_tk(procfs, -3 * DAY, url + "api/v1/import", selfmetrics=sm)
     with requests.Session() as s:
-        skew = tk.check_skew(s, url, token="s3cret")
+        skew = tk.check_skew(session=s, url=url, token="s3cret")
     assert skew is not None and abs(skew + 3 * DAY) < 1.5
     assert abs(sm.value("metrics_collector_clock_skew_seconds") + 3 * DAY) < 1.5
     assert date_server.seen[-1]["Authorization"] == "Bearer s3cret"  # same origin as uploads
+    assert abs(tk.check_skew(url) + 3 * DAY) < 1.5  # the agent's form: the Timekeeper's own session
+    assert "Authorization" not in date_server.seen[-1]
     batch = Slice(*tk.stamp())
     import time as _t
     assert abs(tk.correct(batch) / 1000 - _t.time()) < 1.5
@@ -376,8 +390,8 @@ def test_token_never_sent_to_another_host(procfs, date_server):  # W22
     upload = f"http://127.0.0.1:{date_server.port}/api/v1/import"
     tk = real_clock_tk(procfs, 0.0, upload)
     with requests.Session() as s:
-        assert tk.check_skew(s, f"http://localhost:{date_server.port}/", token="s3cret") is not None
-        assert tk.check_skew(s, f"http://127.0.0.1:{date_server.port + 1}/", token="s3cret") is None
+        assert tk.check_skew(session=s, url=f"http://localhost:{date_server.port}/", token="s3cret") is not None
+        assert tk.check_skew(session=s, url=f"http://127.0.0.1:{date_server.port + 1}/", token="s3cret") is None
     assert all("Authorization" not in h for h in date_server.seen)
 
 
@@ -386,14 +400,14 @@ def test_http_status_ignored_when_date_present(procfs, date_server):
     tk = real_clock_tk(procfs, 0.0, url)
     date_server.status = 401
     with requests.Session() as s:
-        assert tk.check_skew(s, url) is not None
+        assert tk.check_skew(session=s, url=url) is not None
         assert tk.synchronized and tk.last_error is None
         date_server.date_mode = "none"
         date_server.status = 502
-        assert tk.check_skew(s, url) is None
+        assert tk.check_skew(session=s, url=url) is None
         assert tk.last_error == "no Date header in the answer (HTTP 502)"
         date_server.date_mode = "garbage"
-        assert tk.check_skew(s, url) is None
+        assert tk.check_skew(session=s, url=url) is None
         assert "unparseable Date header 'soon'" in tk.last_error
     # The earlier measurement still stands: failures do not erase a known offset.
     assert tk.source == "server" and time_health(tk.facts())[0] == OK
@@ -402,7 +416,7 @@ def test_http_status_ignored_when_date_present(procfs, date_server):
 def test_unreachable_skew_url_is_degraded_never_error(procfs):
     tk = real_clock_tk(procfs, 0.0, "http://127.0.0.1:9/api/v1/import", timeout=2.0)
     with requests.Session() as s:
-        assert tk.check_skew(s, "http://127.0.0.1:9/", token="s3cret") is None
+        assert tk.check_skew(session=s, url="http://127.0.0.1:9/", token="s3cret") is None
     status, msg, details = time_health(tk.facts())
     assert status == DEGRADED and status != ERROR
     assert details["skew_ms"] is None and "s3cret" not in msg and "\n" not in tk.last_error
