@@ -281,3 +281,15 @@ def test_slow_head_within_deadline_is_served(registry):
             assert s.recv(65536).startswith(b"HTTP/1.1 200 ")
     finally:
         srv.stop()
+
+
+def test_ipv6_loopback(registry):
+    srv = HealthServer("[::1]:0", registry, lambda: "")
+    srv.start()
+    try:
+        conn = http.client.HTTPConnection("::1", srv.port, timeout=3)
+        conn.request("GET", "/health/live")
+        assert conn.getresponse().status == 200
+        conn.close()
+    finally:
+        srv.stop()
