@@ -145,14 +145,19 @@ class HealthServer(ThreadingHTTPServer):
         try:
             while not self._stopping.is_set():
                 for key, _mask in sel.select(poll_interval):
-                    if key.data == "listen":
-                        self._accept(sel, conns)
-                    elif key.data == "wake":
-                        self._drain_wake(sel, conns)
-                    elif key.data.state == "read":
-                        self._read(sel, conns, key.data)
-                    elif key.data.state == "write":
-                        self._write(sel, conns, key.data)
+                    try:
+                        if key.data == "listen":
+                            self._accept(sel, conns)
+                        elif key.data == "wake":
+                            self._drain_wake(sel, conns)
+                        elif key.data.state == "read":
+                            self._read(sel, conns, key.data)
+                        elif key.data.state == "write":
+                            self._write(sel, conns, key.data)
+                    except Exception:  # a bug with one client must not stop the endpoint for all
+                        log.exception("health: connection handling failed")
+                        if isinstance(key.data, _Conn):
+                            self._close(sel, conns, key.data)
                 now = time.monotonic()
                 for c in [c for c in conns.values() if c.deadline < now and c.state != "wait"]:
                     self._close(sel, conns, c)
