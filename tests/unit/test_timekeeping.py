@@ -116,6 +116,7 @@ def test_correct_clock_verified_by_server_uploads_unchanged(procfs):
     clock = SimClock(wall_at_boot=TRUE_AT_BOOT + 0.3)
     tk = make(procfs, clock)
     early, _ = stamp(tk, clock)
+    assert tk.now_ms() == int(clock.wall() * 1000)  # nothing better known yet
     assert tk.correct(early) is None  # no time source yet: hold back
     assert not tk.is_unfixable(early) and not tk.can_restamp(BOOT_ID)
     assert clock.exchange(tk)
@@ -147,6 +148,7 @@ def test_wrong_clock_batches_are_restamped_from_boottime(procfs, wall_at_boot):
         assert not b.clock_synced
         fixed = tk.correct(b)
         assert fixed is not None and abs(fixed - true * 1000) < 500, (fixed, true)
+    assert abs(tk.now_ms() - clock.true() * 1000) < 500  # not the wrong wall clock
     facts = tk.facts()
     assert facts.source == "server" and not facts.synchronized
     assert abs(facts.skew_ms / 1000 + (TRUE_AT_BOOT - wall_at_boot)) < 1
