@@ -57,14 +57,16 @@ class Registry:
         self._started = monotonic()
         self._monotonic = monotonic
 
-    def update(self, name: str, status: str, message: str, stale_after: float | None = None,
-               **details: Any) -> None:
-        """Set a component's state. With ``stale_after`` the state expires: when no update
-        arrives for that many seconds the component reads as degraded (a hung thread)."""
+    def update(self, name: str, status: str, message: str, details: Mapping[str, Any] | None = None, *,
+               stale_after: float | None = None, **more: Any) -> None:
+        """Set a component's state; ``update(name, *rule(facts))`` takes a rule's verdict as is.
+        With ``stale_after`` the state expires: when no update arrives for that many seconds
+        the component reads as degraded (its owner is stuck)."""
         if status not in _RANK:
             raise ValueError(f"unknown health status {status!r}")
+        merged = {**(details or {}), **more}
         with self._lock:
-            self._components[name] = Component(status, message, self._clock(), details,
+            self._components[name] = Component(status, message, self._clock(), merged,
                                                self._monotonic(), stale_after)
 
     def remove(self, name: str) -> None:

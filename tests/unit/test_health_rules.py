@@ -236,6 +236,16 @@ def test_report_shape_matches_deployment_guide():
     assert report["components"]["time"]["details"]["skew_ms"] == 150
 
 
+def test_update_takes_a_rule_verdict_positionally():
+    reg = Registry()
+    reg.update("storage", *storage_health(StorageFacts(path="/x/metrics.db", wal_threshold_bytes=1 << 20)),
+               stale_after=60)
+    c = reg.get("storage")
+    assert (c.status, c.message, c.details["path"], c.stale_after) == (OK, "storage operational", "/x/metrics.db", 60)
+    reg.update("collector.cpu", OK, "collecting metrics", {"a": 1}, metrics_collected=8)
+    assert reg.get("collector.cpu").details == {"a": 1, "metrics_collected": 8}
+
+
 def test_update_rejects_unknown_status():
     with pytest.raises(ValueError):
         Registry().update("x", "fine", "")
