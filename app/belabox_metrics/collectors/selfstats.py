@@ -41,6 +41,7 @@ def parse_io_write_bytes(text: str) -> float | None:
 
 class SelfstatsCollector(Collector):
     name = "selfstats"
+    runs_last = True  # report this cycle's per-collector counts, not the previous cycle's
 
     def __init__(self, ctx):
         super().__init__(ctx)
