@@ -140,7 +140,7 @@ class _Chip:
                 if m is not None:
                     self.reads.append((m[0], lab, elements[element], m[1]))
         # INA3221 (JetPack >= 5): bus voltage inN, current currN, labelled by rail.
-        self.rails: list[tuple[str, str, str]] = []
+        self.rails: list[tuple[str, str, str]] = []  # (label file, voltage file, current file)
         if self.chip_type == "ina3221":
             for n in (1, 2, 3):
                 v, c = files.get(f"in{n}", {}).get("input"), files.get(f"curr{n}", {}).get("input")
@@ -199,8 +199,10 @@ class HwmonCollector(Collector):
             except (OSError, ValueError):
                 continue  # e.g. a fan sensor answering EIO while its controller sleeps
             out.append(Sample(metric, labels, raw / -scale if scale < 0 else raw * scale))
-        for rail, vpath, cpath in chip.rails:
-            out.extend(_rail(rail, vpath, cpath, None))
+        for label_path, vpath, cpath in chip.rails:
+            rail = read_optional(label_path)
+            if rail:
+                out.extend(_rail(rail, vpath, cpath, None))
         return out
 
     def _iio_rails(self) -> list[Sample]:

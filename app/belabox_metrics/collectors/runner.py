@@ -141,7 +141,7 @@ class CollectorRunner:
             if now_mono < st.next_due - slack:
                 continue
             nxt = st.next_due + st.interval
-            st.next_due = nxt if now_mono < nxt <= now_mono + st.interval else now_mono + st.interval
+            st.next_due = nxt if now_mono < nxt <= now_mono + st.interval + slack else now_mono + st.interval
             due.append(st)
         return self._run(due, now_mono)
 
@@ -176,13 +176,13 @@ class CollectorRunner:
         first = [st for st in runnable if not getattr(st.collector, "runs_last", False)]
         last = [st for st in runnable if getattr(st.collector, "runs_last", False)]
         for group in (first, last):
-            for st, samples, error, duration in self._execute(group):
+            for st, samples, error, duration in self._execute(group, now):
                 self._record(st, samples, error, duration)
                 if samples:
                     out.extend(samples)
         return out
 
-    def _execute(self, states: list[_State]) -> list[tuple]:
+    def _execute(self, states: list[_State], now: float) -> list[tuple]:
         """(state, samples, error, duration) for each collector that finished in time."""
         finished: list[tuple] = []
         while states:
@@ -199,7 +199,7 @@ class CollectorRunner:
             # The worker stays with the stuck collector; the rest go to a fresh one.
             job.states[stuck].blocked = worker
             self._worker = None
-            self._timed_out(job.states[stuck], self._monotonic())
+            self._timed_out(job.states[stuck], now)
             states = list(job.states[stuck + 1:])
         return finished
 
