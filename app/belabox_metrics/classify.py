@@ -58,14 +58,16 @@ def classify(devices: Iterable[DeviceInfo], equipment: Mapping[str, str] | None 
     groups: dict[str, list[DeviceInfo]] = defaultdict(list)
     for d in devs:
         if d.subsystem in ("net", "tty", "usbmisc"):
-            usb = d.parent("usb", "usb_device")
+            usb = _usb_parent(d)
             if usb is not None:
                 groups[usb.devpath].append(d)
 
     modems: dict[str, Modem] = {}
     modem_reasons = {}
     for usb_path, members in groups.items():
-        usb = _usb_node(usb_path, members, usb_devices)
+        if usb_path not in usb_devices:
+            continue  # the USB device's own record is still on its way: no identity, no key yet
+        usb = _usb_node(usb_path, usb_devices)
         reason = _modem_reason(usb, usb_devices.get(usb_path), members)
         if reason:
             modem_reasons[usb_path] = reason
@@ -79,18 +81,18 @@ def classify(devices: Iterable[DeviceInfo], equipment: Mapping[str, str] | None 
             item = _disk(d)
             (disks if isinstance(item, Disk) else excluded).append(item)
         elif d.subsystem == "net":
-            usb = d.parent("usb", "usb_device")
+            usb = _usb_parent(d)
             in_modem = usb is not None and usb.devpath in modem_reasons
             item = _netif(d, usb, keys.get(usb.devpath) if in_modem and usb else None)
             (netifs if isinstance(item, NetIf) else excluded).append(item)
         elif d.subsystem in ("tty", "usbmisc"):
-            usb = d.parent("usb", "usb_device")
+            usb = _usb_parent(d)
             if usb is not None and usb.devpath not in modem_reasons:
                 excluded.append(Excluded(d.name, "port", f"USB serial port of {_vidpid(usb)}, not a modem"))
 
     for usb_path, reason in modem_reasons.items():
         members = groups[usb_path]
-        usb = _usb_node(usb_path, members, usb_devices)
+        usb = _usb_node(usb_path, usb_devices)
         nets = tuple(sorted(n.name for n in netifs if n.usb_path == usb_path and n.kind == "modem"))
         ports = tuple(sorted(m.name for m in members if m.subsystem in ("tty", "usbmisc")))
         drivers = [_driver(m) for m in members if m.subsystem == "net"] or [_driver(m) for m in members]
@@ -112,11 +114,22 @@ def classify(devices: Iterable[DeviceInfo], equipment: Mapping[str, str] | None 
 
 # --- modems -------------------------------------------------------------------------------
 
-def _usb_node(usb_path: str, members: list[DeviceInfo], usb_devices: Mapping[str, DeviceInfo]) -> Node:
-    for m in members:
-        node = m.parent("usb", "usb_device")
-        if node is not None and node.devpath == usb_path:
-            return node
+def _usb_parent(d: DeviceInfo) -> Node | None:
+    """The USB device a netdev or port belongs to: the one right above its USB interface.
+
+    Checking the interface-device adjacency keeps a half-read record (parents not yet
+    complete while a hot-plug is in progress) from being pinned on the root hub.
+    """
+    iface = d.parent("usb", "usb_interface")
+    usb = d.parent("usb", "usb_device")
+    if iface is None or usb is None or iface.devpath.rsplit("/", 1)[0] != usb.devpath:
+        return None
+    return usb
+
+
+def _usb_node(usb_path: str, usb_devices: Mapping[str, DeviceInfo]) -> Node:
+    # The USB device's own record, not a member's copy of its parents: that copy was taken
+    # when the member appeared, possibly before the parent's attributes were complete.
     d = usb_devices[usb_path]
     return Node(d.devpath, d.subsystem, d.devtype, d.driver, d.attrs)
 
@@ -159,7 +172,7 @@ def base_identity(devices: Iterable[DeviceInfo], usb_path: str) -> str | None:
     """The USB-side identity of a modem: its serial when it has one, else vendor:product
     plus the port path (stable as long as it stays in the same socket)."""
     for d in devices:
-        node = d.parent("usb", "usb_device")
+        node = _usb_parent(d)
         if d.devpath == usb_path and d.subsystem == "usb":
             node = Node(d.devpath, d.subsystem, d.devtype, d.driver, d.attrs)
         if node is not None and node.devpath == usb_path:
@@ -180,7 +193,7 @@ def _modem_keys(reasons: Mapping[str, str], groups: Mapping[str, list[DeviceInfo
     keys: dict[str, str] = {}
     taken: set[str] = set()
     for usb_path in sorted(reasons):
-        usb = _usb_node(usb_path, groups[usb_path], usb_devices)
+        usb = _usb_node(usb_path, usb_devices)
         base = _base_identity(usb)
         eid = equipment.get(base)
         key = modem_key(f"imei:{eid}" if eid else base)
@@ -217,6 +230,8 @@ def _netif(d: DeviceInfo, usb: Node | None, modem_key_: str | None) -> NetIf | E
     if modem_key_ is not None:
         return NetIf(d.name, d.devpath, "modem", usb_path, modem_key_,
                      f"network interface of modem {modem_key_} ({_driver(d) or 'driver unknown'})")
+    if d.devtype == "wwan":
+        return NetIf(d.name, d.devpath, "modem", usb_path, None, "wwan network device")
     if kind_prop in ("modem", "tether", "ethernet", "wifi"):
         return NetIf(d.name, d.devpath, kind_prop, usb_path, None, f"udev rule: {KIND_PROPERTY}={kind_prop}")
     drv = _driver(d)

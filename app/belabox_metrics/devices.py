@@ -195,6 +195,19 @@ class DeviceRegistry:
         self._notify(changes)
         return changes
 
+    def update_many(self, devices: Iterable[DeviceInfo]) -> list[DeviceChange]:
+        with self._lock:
+            for d in devices:
+                self._devices[d.devpath] = d
+            changes = self._reclassify()
+        self._notify(changes)
+        return changes
+
+    def devpaths_below(self, devpath: str) -> list[str]:
+        prefix = devpath.rstrip("/") + "/"
+        with self._lock:
+            return [p for p in self._devices if p.startswith(prefix)]
+
     def remove(self, devpath: str) -> list[DeviceChange]:
         """Drop a device and everything below it (children go with their USB parent)."""
         prefix = devpath.rstrip("/") + "/"
