@@ -16,7 +16,6 @@ Mock methods (on org.freedesktop.DBus.Mock):
 """
 
 import dbus
-
 from dbusmock import MOCK_IFACE, OBJECT_MANAGER_IFACE, mockobject
 
 BUS_NAME = "org.freedesktop.ModemManager1"
@@ -62,15 +61,15 @@ def _modem_props(index, sim_path, bearer_path):
         "CarrierConfiguration": dbus.String("ROW_Generic_3GPP"),
         "CarrierConfigurationRevision": dbus.String("06010821"),
         "HardwareRevision": dbus.String("10000"),
-        "DeviceIdentifier": dbus.String("d7f9b2c1e0a4%s" % index),
-        "Device": dbus.String("/sys/devices/platform/usb%s" % index),
+        "DeviceIdentifier": dbus.String(f"d7f9b2c1e0a4{index}"),
+        "Device": dbus.String(f"/sys/devices/platform/usb{index}"),
         "Drivers": dbus.Array(["qmi_wwan", "option"], signature="s"),
         "Plugin": dbus.String("quectel"),
-        "PrimaryPort": dbus.String("cdc-wdm%s" % index),
-        "Ports": dbus.Array([dbus.Struct(("cdc-wdm%s" % index, dbus.UInt32(PORT_QMI)), signature="su"),
-                             dbus.Struct(("wwan%s" % index, dbus.UInt32(PORT_NET)), signature="su")],
+        "PrimaryPort": dbus.String(f"cdc-wdm{index}"),
+        "Ports": dbus.Array([dbus.Struct((f"cdc-wdm{index}", dbus.UInt32(PORT_QMI)), signature="su"),
+                             dbus.Struct((f"wwan{index}", dbus.UInt32(PORT_NET)), signature="su")],
                             signature="(su)"),
-        "EquipmentIdentifier": dbus.String("86%013d" % int(index)),
+        "EquipmentIdentifier": dbus.String(f"86{int(index):013d}"),
         "UnlockRequired": dbus.UInt32(1),  # MM_MODEM_LOCK_NONE
         "UnlockRetries": dbus.Dictionary({dbus.UInt32(2): dbus.UInt32(3)}, signature="uu"),
         "State": dbus.Int32(11),  # connected
@@ -92,7 +91,7 @@ def _modem_props(index, sim_path, bearer_path):
 
 def _3gpp_props(index):
     return {
-        "Imei": dbus.String("86%013d" % int(index)),
+        "Imei": dbus.String(f"86{int(index):013d}"),
         "RegistrationState": dbus.UInt32(1),  # home
         "OperatorCode": dbus.String("26201"),
         "OperatorName": dbus.String("Telekom.de"),
@@ -122,8 +121,8 @@ def _signal_props():
 def _sim_props(index):
     return {
         "Active": dbus.Boolean(True),
-        "SimIdentifier": dbus.String("894902%014d" % int(index)),
-        "Imsi": dbus.String("26201%010d" % int(index)),
+        "SimIdentifier": dbus.String(f"894902{int(index):014d}"),
+        "Imsi": dbus.String(f"26201{int(index):010d}"),
         "Eid": dbus.String(""),
         "OperatorIdentifier": dbus.String("26201"),
         "OperatorName": dbus.String("Telekom.de"),
@@ -139,7 +138,7 @@ def _sim_props(index):
 
 def _bearer_props(index):
     return {
-        "Interface": dbus.String("wwan%s" % index),
+        "Interface": dbus.String(f"wwan{index}"),
         "Connected": dbus.Boolean(True),
         "Suspended": dbus.Boolean(False),
         "Multiplexed": dbus.Boolean(False),
