@@ -271,11 +271,10 @@ def _disk(d: DeviceInfo) -> Disk | Excluded:
         parent = d.parent("block")
         return Excluded(d.name, "disk", f"partition of {_name(parent) if parent else 'a disk'} "
                         "(the whole disk is counted)")
+    if d.parent("block") is not None:
+        return Excluded(d.name, "disk", f"eMMC hardware partition (boot or RPMB) of {_name(d.parent('block'))}")
     if kind_prop == "ignore":
         return Excluded(d.name, "disk", f"udev rule: {KIND_PROPERTY}=ignore")
-    if d.parent("block") is not None:
-        what = "eMMC hardware boot partition" if "force_ro" in d.flags else "hardware partition (RPMB)"
-        return Excluded(d.name, "disk", f"{what} of {_name(d.parent('block'))}")
     if d.devpath.startswith("/devices/virtual/") or "device" not in d.flags and not d.parents:
         return Excluded(d.name, "disk", _virtual_disk_reason(d))
     if d.parent("mtd") is not None:

@@ -29,7 +29,7 @@ OWN_ATTRS = {
 # Files whose mere existence tells what a device is (wireless/ for WiFi, loop/ for loop...).
 OWN_FLAGS = {
     "net": ("device", "wireless", "phy80211", "bridge", "tun_flags", "bonding"),
-    "block": ("device", "partition", "loop", "comp_algorithm", "dm", "md", "force_ro"),
+    "block": ("device", "partition", "loop", "comp_algorithm", "dm", "md"),
     "tty": ("device",),
     "usbmisc": ("device",),
 }
