@@ -122,10 +122,10 @@ def add_rates(ifaces: list[dict[str, Any]], later: Mapping[str, tuple[float, flo
         after = later.get(i["device"])
         if after is None or "rx_bytes" not in i or "tx_bytes" not in i:
             continue
-        rx, tx = after[0] - i["rx_bytes"], after[1] - i["tx_bytes"]
-        if rx >= 0 and tx >= 0:  # a counter reset (driver reload) gives no rate, not a negative one
-            i["rx_bps"] = rx * 8 / seconds
-            i["tx_bps"] = tx * 8 / seconds
+        for key, now in (("rx", after[0]), ("tx", after[1])):
+            delta = now - i[f"{key}_bytes"]
+            if delta >= 0:  # a counter reset (driver reload) gives no rate, not a negative one
+                i[f"{key}_bps"] = delta * 8 / seconds
 
 
 def upload_facts(health: Mapping[str, Any] | None, metrics: Iterable[Sample]) -> dict[str, Any]:

@@ -213,8 +213,8 @@ def _devices(out: _Out, dev: Mapping[str, Any]) -> None:
     for i, n in enumerate(dev.get("interfaces") or []):
         carrier = {1.0: "carrier up", 0.0: "NO carrier"}.get(n.get("carrier"), "carrier ?")
         text = f"{n['device']} {carrier}"
-        if n.get("rx_bps") is not None:
-            text += f", rx {human_bits(n['rx_bps'])}, tx {human_bits(n['tx_bps'])}"
+        if n.get("rx_bps") is not None or n.get("tx_bps") is not None:
+            text += f", rx {human_bits(n.get('rx_bps'))}, tx {human_bits(n.get('tx_bps'))}"
         out.row("Network" if i == 0 else "", text)
     temps = dev.get("temperatures") or []
     if temps:

@@ -18,11 +18,10 @@ class SpoolUnreadable(Exception):
 
 @contextlib.contextmanager
 def open_readonly(db_path: str, storage_cfg) -> Iterator:
-    from belabox_metrics import store
     if not os.path.exists(db_path):
         raise SpoolUnreadable(f"{db_path}: no spool file")
     try:
-        spool = store.Spool.open(db_path, storage_cfg, read_only=True)
+        spool = _open(db_path, storage_cfg)
     except PermissionError:
         raise SpoolUnreadable(f"{db_path}: permission denied (run as root or as the metrics user)") from None
     except Exception as e:  # sqlite3.DatabaseError and friends: a finding for the report, not a traceback
@@ -30,7 +29,7 @@ def open_readonly(db_path: str, storage_cfg) -> Iterator:
     try:
         yield spool
     finally:
-        spool.close()
+        _close(spool)
 
 
 def read_stats(db_path: str, storage_cfg):
@@ -39,3 +38,34 @@ def read_stats(db_path: str, storage_cfg):
             return spool.stats()
         except Exception as e:  # see open_readonly
             raise SpoolUnreadable(f"{db_path}: cannot read the spool ({e})") from None
+
+
+def _close(spool) -> None:
+    if getattr(spool, "_readonly_view", False):
+        spool._conn.close()  # Spool.close() checkpoints, which a read-only connection cannot
+    else:
+        spool.close()
+
+
+def _open(db_path: str, storage_cfg):
+    from belabox_metrics import store
+    if hasattr(store.Spool, "open_readonly"):
+        return store.Spool.open_readonly(db_path, storage_cfg)
+    import sqlite3
+    import time
+    from urllib.parse import quote
+
+    from belabox_metrics.store_schema import Budget
+    # mode=ro: never create, migrate, checkpoint or salvage; a reader in WAL mode still sees
+    # what the running agent committed. The running totals come from the spool's own loader.
+    conn = sqlite3.connect(f"file:{quote(os.path.abspath(db_path))}?mode=ro", uri=True, timeout=5.0,
+                           isolation_level=None, check_same_thread=False)
+    try:
+        spool = store.Spool(conn, os.path.abspath(db_path), storage_cfg, Budget.of(storage_cfg), None,
+                            time.monotonic)
+        spool._load()
+        spool._readonly_view = True
+    except Exception:
+        conn.close()
+        raise
+    return spool
