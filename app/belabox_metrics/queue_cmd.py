@@ -126,6 +126,8 @@ def _stats(cfg: configmod.Config, db: str, args) -> int:
 
 
 def _device_id(cfg: configmod.Config) -> str:
+    if cfg.device_id != "auto":
+        return cfg.device_id
     from belabox_metrics import device_id as device_id_mod
     return device_id_mod.derive_device_id(cfg, cfg.host.procfs, cfg.host.sysfs, cfg.host.rootfs)
 
@@ -165,45 +167,38 @@ def progress_line(done: int, total: int, nbytes: int, elapsed: float, width: int
     eta = human_duration((total - done) / rate) if rate > 0 and total > done else ("0s" if done >= total else "?")
     pct = 100.0 * done / total if total else 100.0
     tail = (f" {pct:3.0f}% {done:,}/{total:,} samples {human_bytes(nbytes)} {rate:,.0f}/s ETA {eta}")
-    bar_w = max(10, width - len(tail) - 3)
+    bar_w = max(10, min(24, width - len(tail) - 3))
     filled = int(bar_w * pct / 100)
     return ("[" + "#" * filled + "." * (bar_w - filled) + "]" + tail)[:width]
 
 
 class ProgressPrinter:
-    """A redrawn bar on a TTY; plain lines at most once a second otherwise (logs, pipes, ssh -T)."""
+    """A redrawn bar on a TTY; plain lines at most once a second otherwise (logs, pipes, ssh -T).
+    Called with upload.DrainProgress after every accepted request."""
 
     def __init__(self, total: int, stream=sys.stderr, clock=time.monotonic):
         self.total = total
         self.stream = stream
         self.tty = bool(getattr(stream, "isatty", lambda: False)())
         self.clock = clock
-        self.start = clock()
         self.last = -1.0
+        self.line = ""
 
     def __call__(self, progress) -> None:
-        done = int(_field(progress, "samples_sent", "sent_samples", "samples", "done"))
-        nbytes = int(_field(progress, "bytes_sent", "sent_bytes", "bytes"))
-        total = int(_field(progress, "samples_total", "total_samples", "total") or self.total) or self.total
+        done = progress.sent_samples + progress.dropped_samples
+        total = max(self.total, done + progress.pending_samples) if self.total else done + progress.pending_samples
         now = self.clock()
-        final = done >= total
-        if not final and now - self.last < (0.1 if self.tty else 1.0):
+        if done < total and now - self.last < (0.1 if self.tty else 1.0):
             return
         self.last = now
-        line = progress_line(done, total, nbytes, now - self.start)
-        if self.tty:
-            self.stream.write("\r" + line + ("\n" if final else ""))
-        else:
-            self.stream.write(line + "\n")
+        self.line = progress_line(done, total, progress.wire_bytes, progress.elapsed_s)
+        self.stream.write(("\r" if self.tty else "") + self.line + ("" if self.tty else "\n"))
         self.stream.flush()
 
-
-def _field(obj, *names: str) -> float:
-    for n in names:
-        v = getattr(obj, n, None)
-        if v is not None:
-            return v
-    return 0
+    def finish(self) -> None:
+        if self.tty and self.line:
+            self.stream.write("\n")
+            self.stream.flush()
 
 
 def _drain(cfg: configmod.Config, db: str) -> int:
@@ -222,9 +217,11 @@ def _drain(cfg: configmod.Config, db: str) -> int:
             try:
                 before = spool.stats()
                 printer = ProgressPrinter(before.pending_samples)
-                hr = health.Registry()
-                up = Uploader(cfg, spool, hr, sm, device_id=_device_id(cfg), token=TokenSource(cfg))
-                result = up.drain(progress=printer, rate_limit=False)
+                up = Uploader(cfg, spool, health.Registry(), sm, device_id=_device_id(cfg), token=TokenSource(cfg))
+                try:
+                    result = up.drain(progress=printer, rate_limit=False)
+                finally:
+                    printer.finish()
                 after = spool.stats()
             finally:
                 spool.close()
@@ -233,11 +230,7 @@ def _drain(cfg: configmod.Config, db: str) -> int:
         return EXIT_RUNNING
     sent = before.pending_samples - after.pending_samples
     print(f"drained {sent:,} samples; {after.pending_samples:,} still pending", file=sys.stderr)
-    comp = hr.get("uploader")
-    if after.pending_samples and comp is not None and comp.status != health.OK:
-        print(f"queue drain: stopped: {comp.message}", file=sys.stderr)
-        return EXIT_FAILURE
-    if getattr(result, "error", None):
+    if result.error:
         print(f"queue drain: stopped: {result.error}", file=sys.stderr)
         return EXIT_FAILURE
     return EXIT_OK if after.pending_samples == 0 else EXIT_FAILURE
