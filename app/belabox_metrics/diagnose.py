@@ -342,16 +342,18 @@ def one_off_samples(cfg: configmod.Config, args) -> list:
         return []
     ctx = CollectorContext(config=cfg, procfs=procfs, sysfs=sysfs, rootfs=rootfs, profile=_profile(procfs, sysfs))
     out: list = []
-    for c in build_collectors(ctx):
-        if c.name not in DEVICE_COLLECTORS:
-            c.close()
-            continue
+    for name in DEVICE_COLLECTORS:
         try:
-            out.extend(c.collect())
-        except Exception:  # one broken source must not cost the operator the whole report
-            pass
-        finally:
-            c.close()
+            collectors = build_collectors(ctx, only=[name])
+        except ValueError:  # not a collector of this build (registry.UnknownCollector)
+            continue
+        for c in collectors:
+            try:
+                out.extend(c.collect())
+            except Exception:  # one broken source must not cost the operator the whole report
+                pass
+            finally:
+                c.close()
     return out
 
 

@@ -6,6 +6,7 @@ data, so the report's content is tested without an agent, a network or a clock.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -18,6 +19,7 @@ EXIT_CODES = {OK: 0, DEGRADED: 1, ERROR: 2}
 # Label names the modem collector may use for the same fact; the first present wins.
 _OPERATOR_LABELS = ("operator", "operator_name", "operator_code")
 _TECH_LABELS = ("technology", "access_technology", "access_tech", "tech")
+_HTTP_STATUS = re.compile(r"\bHTTP (\d{3})\b")
 
 
 def worst(*statuses: str | None) -> str:
@@ -147,12 +149,24 @@ def upload_facts(health: Mapping[str, Any] | None, metrics: Iterable[Sample]) ->
         if details.get(key):
             out["last_error"] = details[key]
             break
+    if "last_error" not in out and comp.get("status") not in (None, OK):
+        out["last_error"] = comp.get("message")  # the uploader names the failure in its message
     for key in ("last_error_status", "http_status", "last_status", "status_code"):
         if details.get(key) not in (None, "", 0):
             out["http_status"] = details[key]
             break
+    m = _HTTP_STATUS.search(out.get("last_error") or "")
+    if m and "http_status" not in out:
+        out["http_status"] = int(m.group(1))
+        out["last_error"] = out["last_error"][:m.start()] + out["last_error"][m.end():]
+        out["last_error"] = out["last_error"].strip(" :;,") or f"HTTP {m.group(1)}"
     if "last_error_time" in details:
         out["last_error_time"] = details["last_error_time"]
+    metrics = list(metrics)
+    failures = {s.label("reason") or "?": s.value for s in metrics
+                if s.name == "metrics_collector_upload_failures_total" and s.value}
+    if failures:
+        out["failures"] = failures
     uploaded = sum(s.value for s in metrics if s.name == "metrics_collector_uploaded_samples_total")
     if uploaded:
         out["uploaded_samples"] = uploaded

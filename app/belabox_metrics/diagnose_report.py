@@ -170,6 +170,8 @@ def _uploads(out: _Out, up: Mapping[str, Any]) -> None:
     if up.get("last_error") or up.get("http_status"):
         status = f"HTTP {up['http_status']}: " if up.get("http_status") else ""
         out.row("", f"last error: {status}{up.get('last_error', '')}")
+    if up.get("failures"):
+        out.row("", "failures since start: " + ", ".join(f"{k} {_num(v)}" for k, v in sorted(up["failures"].items())))
     est = up.get("drain_estimate_seconds")
     rate = up.get("max_bytes_per_second")
     if est is not None:

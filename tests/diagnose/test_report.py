@@ -119,3 +119,15 @@ def test_verdict_and_drain_estimate():
 def test_systemctl_show_parse():
     assert diagnose.parse_systemctl_show("ActiveState=failed\nResult=exit-code\nExecMainStatus=78\n") == {
         "ActiveState": "failed", "Result": "exit-code", "ExecMainStatus": "78"}
+
+
+def test_upload_facts_from_the_uploader_component():
+    health = {"components": {"uploader": {
+        "status": "error", "message": "HTTP 401 (the server refused the token): upload stopped",
+        "details": {"last_upload_time": None, "pending_count": 10, "time_since_upload_seconds": 61}}}}
+    metrics = [sample("metrics_collector_upload_failures_total", 3, {"reason": "auth"}),
+               sample("metrics_collector_uploaded_samples_total", 0)]
+    f = diagnose_facts.upload_facts(health, metrics)
+    assert f["http_status"] == 401
+    assert f["last_error"] == "(the server refused the token): upload stopped"
+    assert f["failures"] == {"auth": 3.0} and f["since_success_seconds"] == 61
