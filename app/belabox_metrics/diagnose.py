@@ -190,9 +190,15 @@ def gather(args: argparse.Namespace, environ: dict[str, str] | None = None) -> d
     health_doc, metrics_text, err = None, None, ""
     try:
         status, body = http_get(url + "/health")
-        health_doc = json.loads(body)
+        try:
+            doc = json.loads(body)
+        except ValueError:
+            doc = None
+        if not isinstance(doc, dict) or "components" not in doc:
+            raise OSError(f"/health answered HTTP {status} without the health JSON")
+        health_doc = doc
         _, metrics_text = http_get(url + "/metrics")
-    except (OSError, ValueError) as e:
+    except OSError as e:
         err = str(e) or e.__class__.__name__
     candidates = data_paths(cfg, environ)
     svc: dict[str, Any] = {"url": url}
@@ -208,7 +214,7 @@ def gather(args: argparse.Namespace, environ: dict[str, str] | None = None) -> d
                 break
     lk = lk or lock_facts(candidates[0][0])
     svc["lock"] = lk
-    if health_doc is not None and isinstance(health_doc, dict):
+    if health_doc is not None:
         svc.update(state="running", health_status=health_doc.get("status"),
                    uptime_seconds=health_doc.get("uptime_seconds"), pid=lk["pid"] if lk["held"] else None)
         report["components"] = {k: {"status": v.get("status"), "message": v.get("message", ""),

@@ -67,8 +67,11 @@ def get_health(base: str) -> dict | None:
     try:
         with urllib.request.urlopen(base + "/health", timeout=2) as r:
             return json.loads(r.read())
-    except urllib.error.HTTPError as e:
-        return json.loads(e.read())
+    except urllib.error.HTTPError as e:  # 503 carries the JSON too
+        try:
+            return json.loads(e.read())
+        except ValueError:
+            return None
     except (OSError, ValueError):
         return None
 

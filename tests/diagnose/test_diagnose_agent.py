@@ -96,7 +96,8 @@ def test_stopped_agent_leaves_a_stale_lock_and_a_readable_spool(tmp_path):
         agent.wait_for(lambda d: ((d["components"].get("storage") or {}).get("details") or {})
                        .get("pending_count", 0) > 0, what="samples in the spool")
     finally:
-        assert agent.stop() == 0
+        rc = agent.stop()
+    assert rc == 0, agent.log_tail()
     p = diagnose(cfg)
     assert p.returncode == 2, p.stdout + p.stderr
     text = p.stdout
