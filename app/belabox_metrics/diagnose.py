@@ -295,8 +295,10 @@ def clock_facts(health_doc) -> dict[str, Any]:
     comp = ((health_doc or {}).get("components") or {}).get("time")
     out: dict[str, Any] = {"synchronised": kernel_clock_synchronised()}
     if comp:
+        # The agent's verdict wins: it also trusts the clock when the upload server's Date agrees.
         d = comp.get("details") or {}
-        for key in ("synchronized", "synchronised", "trusted", "kernel_synchronized"):
+        out["synchronised"] = comp.get("status") == "ok"
+        for key in ("synchronized", "synchronised", "trusted"):
             if isinstance(d.get(key), bool):
                 out["synchronised"] = d[key]
                 break
@@ -407,9 +409,10 @@ def use_colour(stream, environ: dict[str, str]) -> bool:
 
 def terminal_width(stream) -> int:
     try:
-        return max(40, min(os.get_terminal_size(stream.fileno()).columns, 80))
+        cols = os.get_terminal_size(stream.fileno()).columns
     except (OSError, ValueError, AttributeError):
         return 80
+    return 80 if cols <= 0 else max(40, min(cols, 80))  # a pty nobody sized reports 0
 
 
 def command_diagnose(args: argparse.Namespace) -> int:

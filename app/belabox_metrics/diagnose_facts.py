@@ -159,7 +159,8 @@ def upload_facts(health: Mapping[str, Any] | None, metrics: Iterable[Sample]) ->
     if m and "http_status" not in out:
         out["http_status"] = int(m.group(1))
         out["last_error"] = out["last_error"][:m.start()] + out["last_error"][m.end():]
-        out["last_error"] = out["last_error"].strip(" :;,") or f"HTTP {m.group(1)}"
+        rest = re.sub(r"^\((.*?)\)", r"\1", out["last_error"].strip(" :;,"))
+        out["last_error"] = rest or f"HTTP {m.group(1)}"
     if "last_error_time" in details:
         out["last_error_time"] = details["last_error_time"]
     metrics = list(metrics)

@@ -11,6 +11,7 @@ from collections.abc import Mapping
 from typing import Any
 
 LABEL_WIDTH = 11
+_RANK = {"ok": 0, "degraded": 1, "error": 2}
 _COLOURS = {"ok": "32", "degraded": "33", "error": "31", "running": "32", "not running": "31"}
 
 
@@ -63,12 +64,12 @@ class _Out:
             return word
         return f"\x1b[{code}m{word}\x1b[0m"
 
-    def row(self, label: str, text: str, *, painted: Mapping[str, str] | None = None) -> None:
+    def row(self, label: str, text: str, *, painted: Mapping[str, str] | None = None, hang: int = 0) -> None:
         """One labelled entry, wrapped under the content column. ``painted`` maps words that
         get colour after wrapping, so escape codes never count towards the width."""
         first = label.ljust(LABEL_WIDTH)[:LABEL_WIDTH]
         wrapped = textwrap.wrap(text, width=self.width, initial_indent=first,
-                                subsequent_indent=" " * LABEL_WIDTH, break_long_words=True,
+                                subsequent_indent=" " * (LABEL_WIDTH + hang), break_long_words=True,
                                 break_on_hyphens=False) or [first.rstrip()]
         for line in wrapped:
             for word, status in (painted or {}).items():
@@ -128,10 +129,12 @@ def _components(out: _Out, comps: Mapping[str, Any]) -> None:
     if not comps:
         return
     name_w = min(24, max(len(n) for n in comps))
-    for i, (name, c) in enumerate(sorted(comps.items())):
+    # Worst first: on a small screen the component that explains the verdict must be on top.
+    order = sorted(comps.items(), key=lambda kv: (-_RANK.get(kv[1].get("status"), 3), kv[0]))
+    for i, (name, c) in enumerate(order):
         st = c.get("status", "?")
         text = f"{st:<8} {name:<{name_w}} {c.get('message', '')}"
-        out.row("Health" if i == 0 else "", text, painted={st: st})
+        out.row("Health" if i == 0 else "", text, painted={st: st}, hang=min(9 + name_w + 1, 30))
 
 
 def _spool(out: _Out, sp: Mapping[str, Any]) -> None:

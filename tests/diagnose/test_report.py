@@ -129,5 +129,5 @@ def test_upload_facts_from_the_uploader_component():
                sample("metrics_collector_uploaded_samples_total", 0)]
     f = diagnose_facts.upload_facts(health, metrics)
     assert f["http_status"] == 401
-    assert f["last_error"] == "(the server refused the token): upload stopped"
+    assert f["last_error"] == "the server refused the token: upload stopped"
     assert f["failures"] == {"auth": 3.0} and f["since_success_seconds"] == 61

@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import json
-import os
 import time
 
 import requests
@@ -119,4 +118,3 @@ def test_every_panel_query_returns_series(tmp_path, system_bus):  # noqa: F811
         for a in agents:
             a.stop()
         mm.stop()
-        os.environ.pop("DBUS_SYSTEM_BUS_ADDRESS", None)
