@@ -225,7 +225,7 @@ def gather(args: argparse.Namespace, environ: dict[str, str] | None = None) -> d
     report["service"] = svc
     samples = parse_exposition(metrics_text).samples if metrics_text else []
     report["device_id"] = _device_id(samples, cfg, args)
-    report["spool"] = spool_facts(cfg, candidates, health_doc, running=health_doc is not None)
+    report["spool"] = spool_facts(cfg, candidates, health_doc, samples)
     report["uploads"] = uploads(cfg, health_doc, samples, report["spool"])
     report["clock"] = clock_facts(health_doc)
     report["devices"] = device_facts(cfg, args, samples, running=metrics_text is not None)
@@ -252,7 +252,9 @@ def _roots(cfg: configmod.Config, args) -> tuple[str, str, str]:
             getattr(args, "rootfs", None) or cfg.host.rootfs)
 
 
-def spool_facts(cfg: configmod.Config, candidates, health_doc, running: bool) -> dict[str, Any]:
+def spool_facts(cfg: configmod.Config, candidates, health_doc, samples) -> dict[str, Any]:
+    """From the running agent when it publishes its spool figures (the spool is its exclusive
+    file then), else from the file itself, opened read-only."""
     storage = (((health_doc or {}).get("components") or {}).get("storage") or {}).get("details") or {}
     db_path, persistent, reason = candidates[0]
     for path, pers, why in candidates:
@@ -264,6 +266,10 @@ def spool_facts(cfg: configmod.Config, candidates, health_doc, running: bool) ->
         persistent = storage.get("persistent", persistent)
         reason = storage.get("volatile_reason") or reason
     out: dict[str, Any] = {"path": db_path, "persistent": persistent, "reason": reason}
+    live = diagnose_facts.spool_from_metrics(samples) if health_doc is not None else None
+    if live is not None:
+        out.update(live, source="the running agent")
+        return out
     if not os.path.exists(db_path):
         out["error"] = "no spool file (the agent has not run with this data path)"
         return out
@@ -272,7 +278,7 @@ def spool_facts(cfg: configmod.Config, candidates, health_doc, running: bool) ->
     except spool_view.SpoolUnreadable as e:
         out["error"] = str(e)
         return out
-    out.update(source="the spool file, read-only" + (" (agent running)" if running else ""),
+    out.update(source="the spool file, read-only",
                pending_samples=st.pending_samples, pending_bytes=st.pending_bytes,
                db_size_bytes=st.db_size_bytes, wal_size_bytes=st.wal_size_bytes, dropped=dict(st.dropped),
                parked_samples=getattr(st, "parked_samples", 0),

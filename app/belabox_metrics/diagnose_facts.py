@@ -174,6 +174,33 @@ def upload_facts(health: Mapping[str, Any] | None, metrics: Iterable[Sample]) ->
     return out
 
 
+_SPOOL_GAUGES = {
+    "metrics_collector_spool_pending_samples": "pending_samples",
+    "metrics_collector_spool_pending_bytes": "pending_bytes",
+    "metrics_collector_spool_database_bytes": "db_size_bytes",
+    "metrics_collector_spool_wal_bytes": "wal_size_bytes",
+    "metrics_collector_spool_oldest_pending_age_seconds": "oldest_age_seconds",
+}
+
+
+def spool_from_metrics(samples: Iterable[Sample]) -> dict[str, Any] | None:
+    """The spool's figures as the running agent publishes them; None when it does not."""
+    out: dict[str, Any] = {}
+    dropped: dict[str, float] = {}
+    for s in samples:
+        key = _SPOOL_GAUGES.get(s.name)
+        if key is not None:
+            out[key] = s.value
+        elif s.name == "metrics_collector_dropped_samples_total":
+            dropped[s.label("reason") or "?"] = dropped.get(s.label("reason") or "?", 0) + s.value
+    if "pending_samples" not in out:
+        return None
+    if not out.get("pending_samples"):
+        out["oldest_age_seconds"] = None  # the agent reports 0 for "nothing pending"
+    out["dropped"] = dropped
+    return out
+
+
 def drain_estimate(pending_bytes: int | None, max_bytes_per_second: int) -> float | None:
     """Seconds to send the backlog at the configured backlog-lane budget; None when unbounded
     or unknown (an unthrottled drain is bound by the link, which we cannot know here)."""

@@ -84,14 +84,23 @@ def command_queue(args: argparse.Namespace) -> int:
         return EXIT_CONFIG
     action = args.queue_command
     db = spool_path(cfg)
+    pid = lock.read_pid(lock.lock_path_for(db))
     try:
         if action == "stats":
-            return _stats(cfg, db, args)
+            try:
+                return _stats(cfg, db, args)
+            except spool_view.SpoolLocked:
+                return _stats_from_agent(cfg, db, args, pid)
         if action == "export":
-            return _export(cfg, db, args)
+            try:
+                return _export(cfg, db, args)
+            except spool_view.SpoolLocked:
+                print(f"queue export: the agent (PID {pid or '?'}) holds the spool exclusively: stop it "
+                      "(systemctl stop metrics-collector) to export; `queue stats` works while it runs",
+                      file=sys.stderr)
+                return EXIT_RUNNING
         held = lock.is_held(lock.lock_path_for(db))
         if held:
-            pid = lock.read_pid(lock.lock_path_for(db))
             print(f"queue {action}: the agent (PID {pid or '?'}) is running: stop it or use `systemctl reload "
                   f"metrics-collector` to apply config changes; `queue stats` and `queue export` work while it "
                   f"runs", file=sys.stderr)
@@ -121,6 +130,37 @@ def _stats(cfg: configmod.Config, db: str, args) -> int:
     print(f"parked     {getattr(st, 'parked_samples', 0):,} samples (earlier boot, clock not trusted)")
     print(f"file       database {human_bytes(st.db_size_bytes)}, WAL {human_bytes(st.wal_size_bytes)}")
     dropped = ", ".join(f"{k} {v:,}" for k, v in sorted(st.dropped.items()) if v) or "none"
+    print(f"dropped    {dropped}")
+    return EXIT_OK
+
+
+def _stats_from_agent(cfg: configmod.Config, db: str, args, pid: int | None) -> int:
+    """The running agent's own spool figures (its /metrics), when it holds the file exclusively."""
+    from belabox_metrics import diagnose, diagnose_facts
+    from belabox_metrics.scrape import parse_exposition
+    url = diagnose.health_url(cfg, None) + "/metrics"
+    try:
+        _, text = diagnose.http_get(url)
+    except OSError as e:
+        print(f"queue stats: the agent (PID {pid or '?'}) holds {db} and {url} does not answer ({e})",
+              file=sys.stderr)
+        return EXIT_FAILURE
+    live = diagnose_facts.spool_from_metrics(parse_exposition(text).samples)
+    if live is None:
+        print(f"queue stats: {url} has no spool figures", file=sys.stderr)
+        return EXIT_FAILURE
+    plain = {"path": db, "source": f"the running agent (PID {pid or '?'})",
+             **{k: v for k, v in live.items() if k != "dropped"}, "dropped": live["dropped"]}
+    if args.json:
+        print(json.dumps(plain, indent=2, sort_keys=True))
+        return EXIT_OK
+    age = live.get("oldest_age_seconds")
+    print(f"spool      {db} (from the running agent, PID {pid or '?'})")
+    print(f"pending    {int(live['pending_samples']):,} samples, {human_bytes(live.get('pending_bytes'))}"
+          + (f", oldest {human_duration(age)} old" if age else ""))
+    sizes = f"database {human_bytes(live.get('db_size_bytes'))}, WAL {human_bytes(live.get('wal_size_bytes'))}"
+    print(f"file       {sizes}")
+    dropped = ", ".join(f"{k} {int(v):,}" for k, v in sorted(live["dropped"].items()) if v) or "none"
     print(f"dropped    {dropped}")
     return EXIT_OK
 

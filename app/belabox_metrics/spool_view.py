@@ -16,6 +16,10 @@ class SpoolUnreadable(Exception):
     """The spool cannot be read; the message is one line naming the file."""
 
 
+class SpoolLocked(SpoolUnreadable):
+    """The agent holds the file with SQLite's exclusive locking mode (store_schema.configure)."""
+
+
 @contextlib.contextmanager
 def open_readonly(db_path: str, storage_cfg) -> Iterator:
     if not os.path.exists(db_path):
@@ -25,6 +29,8 @@ def open_readonly(db_path: str, storage_cfg) -> Iterator:
     except PermissionError:
         raise SpoolUnreadable(f"{db_path}: permission denied (run as root or as the metrics user)") from None
     except Exception as e:  # sqlite3.DatabaseError and friends: a finding for the report, not a traceback
+        if "locked" in str(e):
+            raise SpoolLocked(f"{db_path}: held exclusively by the running agent") from None
         raise SpoolUnreadable(f"{db_path}: cannot read the spool ({e})") from None
     try:
         yield spool
@@ -37,6 +43,8 @@ def read_stats(db_path: str, storage_cfg):
         try:
             return spool.stats()
         except Exception as e:  # see open_readonly
+            if "locked" in str(e):
+                raise SpoolLocked(f"{db_path}: held exclusively by the running agent") from None
             raise SpoolUnreadable(f"{db_path}: cannot read the spool ({e})") from None
 
 

@@ -50,6 +50,7 @@ monitoring:
 host:
   procfs: {procfs}
   sysfs: {sysfs}
+  rootfs: {board / "root"}
 modem:
   mmcli_path: {mmcli or f"{tmp}/no-mmcli"}
 {extra}""")
