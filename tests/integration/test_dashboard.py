@@ -93,9 +93,11 @@ def test_every_panel_query_returns_series(tmp_path, system_bus):  # noqa: F811
                 cfg = write_config(box, vm.import_url, board=REPO / "hardware" / board, device_id=device_id,
                                    mmcli="mmcli" if device_id == MODEM_BOX else None)
                 agents.append(Agent(cfg, env={"DBUS_SYSTEM_BUS_ADDRESS": system_bus}))
+            # Rates need two points of a counter: the agents run until every counter has them.
             _wait_for(vm, agents, [
                 f'metrics_collector_upload_last_success_timestamp_seconds{{device_id="{d}"}}' for d in BOARDS
-            ] + [f'belabox_modem_signal_quality_percent{{device_id="{MODEM_BOX}"}}',
+            ] + [f'count_over_time(metrics_collector_uploaded_samples_total{{device_id="{d}"}}[5m]) > 1'
+                 for d in BOARDS] + [f'belabox_modem_signal_quality_percent{{device_id="{MODEM_BOX}"}}',
                  f'count_over_time(node_network_receive_bytes_total{{device_id="{MODEM_BOX}"}}[1m]) > 1'])
             for a in agents:
                 assert a.stop() == 0, a.log_tail()
