@@ -18,7 +18,7 @@ import urllib.error
 import urllib.request
 from typing import Any
 
-from belabox_metrics import __version__, diagnose_facts, diagnose_report, lock, spool_view
+from belabox_metrics import __version__, diagnose_devices, diagnose_facts, diagnose_report, lock, spool_view
 from belabox_metrics import config as configmod
 from belabox_metrics.health import rfc3339
 from belabox_metrics.redact import redact_url
@@ -27,8 +27,6 @@ from belabox_metrics.scrape import parse_exposition
 UNIT = "metrics-collector"
 HTTP_TIMEOUT = 3.0
 SUBPROCESS_TIMEOUT = 10.0
-# Collectors whose output the report shows; the rest are not worth a one-off run.
-DEVICE_COLLECTORS = ("netdev", "filesystem", "modem", "thermal")
 
 
 def cli_setup(command) -> None:
@@ -228,8 +226,8 @@ def gather(args: argparse.Namespace, environ: dict[str, str] | None = None) -> d
     report["spool"] = spool_facts(cfg, candidates, health_doc, samples)
     report["uploads"] = uploads(cfg, health_doc, samples, report["spool"])
     report["clock"] = clock_facts(health_doc)
-    report["devices"] = device_facts(cfg, args, samples, running=metrics_text is not None)
-    report["board"] = board_facts(cfg, args)
+    report["devices"] = diagnose_devices.device_facts(cfg, args, samples, running=metrics_text is not None)
+    report["board"] = diagnose_devices.board_facts(cfg, args)
     _local_findings(cfg, report)
     report["status"] = diagnose_facts.verdict(report)
     return report
@@ -242,14 +240,9 @@ def _device_id(samples, cfg: configmod.Config, args) -> str:
             return d
     try:
         from belabox_metrics import device_id as device_id_mod
-        return device_id_mod.derive_device_id(cfg, *_roots(cfg, args))
+        return device_id_mod.derive_device_id(cfg, *diagnose_devices.roots(cfg, args))
     except Exception:  # a box whose identity cannot be derived still gets its report
         return cfg.device_id if cfg.device_id != "auto" else "?"
-
-
-def _roots(cfg: configmod.Config, args) -> tuple[str, str, str]:
-    return (getattr(args, "procfs", None) or cfg.host.procfs, getattr(args, "sysfs", None) or cfg.host.sysfs,
-            getattr(args, "rootfs", None) or cfg.host.rootfs)
 
 
 def spool_facts(cfg: configmod.Config, candidates, health_doc, samples) -> dict[str, Any]:
@@ -313,81 +306,6 @@ def clock_facts(health_doc) -> dict[str, Any]:
         out["message"] = comp.get("message")
         out["status"] = comp.get("status")
     return out
-
-
-def device_facts(cfg: configmod.Config, args, samples, running: bool) -> dict[str, Any]:
-    source = "the agent's /metrics"
-    if not running:
-        samples, source = one_off_samples(cfg, args), "a one-off collection"
-    ifaces = diagnose_facts.interfaces(samples)
-    rate_s = getattr(args, "rate_seconds", 1.0) or 0.0
-    if ifaces and rate_s > 0:
-        sysfs = _roots(cfg, args)[1]
-        before = read_if_counters(sysfs, [i["device"] for i in ifaces])
-        for i in ifaces:  # both readings from sysfs: the agent's counters may be a cycle old
-            if i["device"] in before:
-                i["rx_bytes"], i["tx_bytes"] = before[i["device"]]
-        time.sleep(rate_s)
-        diagnose_facts.add_rates(ifaces, read_if_counters(sysfs, list(before)), rate_s)
-    return {"source": source, "modems": diagnose_facts.modems(samples),
-            "filesystems": diagnose_facts.filesystems(samples), "interfaces": ifaces,
-            "temperatures": diagnose_facts.temperatures(samples)}
-
-
-def read_if_counters(sysfs: str, devices: list[str]) -> dict[str, tuple[float, float]]:
-    out = {}
-    for dev in devices:
-        base = os.path.join(sysfs, "class", "net", dev, "statistics")
-        try:
-            with open(os.path.join(base, "rx_bytes")) as rx, open(os.path.join(base, "tx_bytes")) as tx:
-                out[dev] = (float(rx.read()), float(tx.read()))
-        except (OSError, ValueError):
-            continue
-    return out
-
-
-def one_off_samples(cfg: configmod.Config, args) -> list:
-    """What the device collectors see right now (no discovery thread, no spool)."""
-    from belabox_metrics.collectors import CollectorContext
-    procfs, sysfs, rootfs = _roots(cfg, args)
-    try:
-        from belabox_metrics.collectors.registry import build_collectors
-    except ImportError:
-        return []
-    ctx = CollectorContext(config=cfg, procfs=procfs, sysfs=sysfs, rootfs=rootfs, profile=_profile(procfs, sysfs))
-    out: list = []
-    for name in DEVICE_COLLECTORS:
-        try:
-            collectors = build_collectors(ctx, only=[name])
-        except ValueError:  # not a collector of this build (registry.UnknownCollector)
-            continue
-        for c in collectors:
-            try:
-                out.extend(c.collect())
-            except Exception:  # one broken source must not cost the operator the whole report
-                pass
-            finally:
-                c.close()
-    return out
-
-
-def _profile(procfs: str, sysfs: str):
-    try:
-        from belabox_metrics import hardware
-        return hardware.detect_profile(procfs, sysfs)
-    except Exception:  # unknown board: the report says so rather than failing
-        return None
-
-
-def board_facts(cfg: configmod.Config, args) -> dict[str, Any]:
-    procfs, sysfs, _ = _roots(cfg, args)
-    prof = _profile(procfs, sysfs)
-    if prof is None:
-        return {"text": "no board profile matched (generic collectors only)"}
-    ident = getattr(prof, "id", None) or getattr(prof, "board", None) or getattr(prof, "name", None) or str(prof)
-    name = getattr(prof, "name", None)
-    text = f"{ident} ({name})" if name and name != ident else str(ident)
-    return {"id": str(ident), "text": text}
 
 
 def _local_findings(cfg: configmod.Config, report: dict[str, Any]) -> None:

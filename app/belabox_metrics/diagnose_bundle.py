@@ -20,14 +20,14 @@ from typing import Any
 import yaml
 
 from belabox_metrics import config as configmod
-from belabox_metrics import diagnose, diagnose_report
+from belabox_metrics import diagnose, diagnose_devices, diagnose_report
 from belabox_metrics.redact import redact_text, redact_tree
 
 # Per captured file; sysfs attributes are tiny, procfs files like mounts stay well below.
 MAX_FILE_BYTES = 64 * 1024
 MAX_CAPTURED_FILES = 800
 # Relative to procfs / sysfs. Globs are expanded one level at a time; no recursion into
-# /sys/devices, whose symlink web would pull in thousands of files.
+# sysfs's devices/ tree, whose symlink web would pull in thousands of files.
 PROCFS_FILES = ("cpuinfo", "meminfo", "loadavg", "uptime", "version", "stat", "mounts", "diskstats",
                 "net/dev", "pressure/cpu", "pressure/memory", "pressure/io", "device-tree/model",
                 "device-tree/compatible")
@@ -140,7 +140,7 @@ def collect(report: dict[str, Any], args, environ: dict[str, str] | None = None)
     else:
         b.notes.append("udev-db.txt: udevadm not installed")
     _modems(b, cfg)
-    procfs, sysfs, _ = diagnose._roots(cfg, args)
+    procfs, sysfs, _ = diagnose_devices.roots(cfg, args)
     b.add_json("hardware/profile.json", report.get("board") or {})
     for rel, text in capture_tree(procfs, PROCFS_FILES, MAX_CAPTURED_FILES).items():
         b.add(f"hardware/procfs/{rel}", text)
