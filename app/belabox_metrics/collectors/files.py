@@ -29,6 +29,36 @@ def read_bytes(path: str) -> bytes:
         os.close(fd)
 
 
+def open_dir(path: str) -> int:
+    """A directory fd for ``read_at``; the caller closes it. Reading a device's twenty
+    attributes relative to one fd saves walking (and re-resolving the class symlink of)
+    the full path twenty times."""
+    return os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+
+
+def read_at(dir_fd: int, name: str) -> bytes:
+    """One attribute below an ``open_dir`` fd; raises OSError like read_bytes."""
+    fd = os.open(name, os.O_RDONLY | os.O_CLOEXEC, dir_fd=dir_fd)
+    try:
+        return os.read(fd, _CHUNK)
+    finally:
+        os.close(fd)
+
+
+def read_at_optional(dir_fd: int, name: str) -> str | None:
+    try:
+        return read_at(dir_fd, name).decode("utf-8", "replace").strip()
+    except OSError:
+        return None
+
+
+def read_at_int(dir_fd: int, name: str) -> int | None:
+    try:
+        return int(read_at(dir_fd, name))
+    except (OSError, ValueError):
+        return None
+
+
 def read_text(path: str) -> str:
     return read_bytes(path).decode("utf-8", "replace")
 
@@ -56,3 +86,96 @@ def list_dir(path: str) -> list[str]:
         return sorted(os.listdir(path))
     except OSError:
         return []
+
+
+class OpenAttributes:
+    """Attribute files kept open between cycles and re-read with ``pread(fd, n, 0)``.
+
+    sysfs and procfs regenerate a file's text on every read from offset 0, so an open fd
+    gives fresh values; on this project's reference VM that costs 1.1 µs per attribute
+    against 5.6 µs for open/read/close. A device directory is checked once per cycle
+    with ``check()``: when it vanished or is a different device (inode changed: a modem
+    replugged under the same name) its fds are dropped, so a stale fd never answers for
+    a new device. ``limit`` bounds the fds held; past it files are opened per read.
+    """
+
+    def __init__(self, limit: int = 256):
+        self.limit = limit
+        self._dirs: dict[str, tuple[int, dict[str, int]]] = {}  # dir -> (inode, name -> fd)
+        self._held = 0
+
+    def check(self, directory: str) -> bool:
+        """True when ``directory`` exists; forgets its fds when it is gone or was replaced."""
+        try:
+            ino = os.stat(directory).st_ino
+        except OSError:
+            self.forget(directory)
+            return False
+        entry = self._dirs.get(directory)
+        if entry is None or entry[0] != ino:
+            self.forget(directory)
+            self._dirs[directory] = (ino, {})
+        return True
+
+    def read(self, directory: str, name: str) -> bytes:
+        """Contents of ``directory/name``; ``check(directory)`` must have been called this cycle."""
+        entry = self._dirs.get(directory)
+        fds = entry[1] if entry is not None else None
+        fd = fds.get(name) if fds is not None else None
+        if fd is not None:
+            try:
+                return _pread_all(fd)
+            except OSError:
+                # ENODEV after a hot unplug; let a fresh open tell the real story.
+                del fds[name]
+                self._held -= 1
+                os.close(fd)
+        fd = os.open(os.path.join(directory, name), os.O_RDONLY | os.O_CLOEXEC)
+        if fds is None or self._held >= self.limit:
+            try:
+                return _pread_all(fd)
+            finally:
+                os.close(fd)
+        fds[name] = fd
+        self._held += 1
+        return _pread_all(fd)
+
+    def read_optional(self, directory: str, name: str) -> str | None:
+        try:
+            return self.read(directory, name).decode("utf-8", "replace").strip()
+        except OSError:
+            return None
+
+    def read_int(self, directory: str, name: str) -> int | None:
+        try:
+            return int(self.read(directory, name))
+        except (OSError, ValueError):
+            return None
+
+    def forget(self, directory: str) -> None:
+        entry = self._dirs.pop(directory, None)
+        if entry is not None:
+            for fd in entry[1].values():
+                os.close(fd)
+            self._held -= len(entry[1])
+
+    def retain(self, directories) -> None:
+        """Forget every directory not in ``directories`` (devices that went away)."""
+        for d in [d for d in self._dirs if d not in directories]:
+            self.forget(d)
+
+    def close(self) -> None:
+        for d in list(self._dirs):
+            self.forget(d)
+
+
+def _pread_all(fd: int) -> bytes:
+    data = os.pread(fd, _CHUNK, 0)
+    if len(data) < _CHUNK:
+        return data
+    parts = [data]
+    while True:
+        more = os.pread(fd, _CHUNK, sum(map(len, parts)))
+        if not more:
+            return b"".join(parts)
+        parts.append(more)
