@@ -231,7 +231,12 @@ class CollectorRunner:
                 self._self.inc("metrics_collector_collector_errors_total", 1, labels)
             message = f"{type(error).__name__}: {error}"
             if st.status != ERROR:
-                log.error("collector %s failed", st.name, exc_info=error)
+                # A kernel file that is missing or unreadable is a fact about the board, worth
+                # one line; anything else is a bug in the collector and gets its traceback.
+                if isinstance(error, OSError):
+                    log.warning("collector %s: %s", st.name, message)
+                else:
+                    log.error("collector %s failed", st.name, exc_info=error)
             self._set_health(st, ERROR, message, metrics_collected=0)
             return
         st.failures = 0
