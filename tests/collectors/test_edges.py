@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 from pathlib import Path
 
@@ -168,3 +169,31 @@ def test_disks_from_the_discovery_registry_when_it_runs():
 
     got = build_collectors(ctx(HARDWARE / "rk3588-orangepi5plus", registry=Discovery()), only=["diskstats"])[0]
     assert {s.label("device") for s in got.collect()} == {"nvme0n1"}
+
+
+def test_slow_statvfs_skips_that_mount_with_backoff_and_keeps_the_others():
+    clock = {"t": 0.0, "slow": None}
+
+    def monotonic():
+        return clock["t"]
+
+    def statvfs(path):
+        if clock["slow"] and path.endswith(clock["slow"]):
+            clock["t"] += 30.0  # this mount's statvfs hung for 30 s before it returned
+        return os.statvfs(path)
+
+    tree = HARDWARE / "rk3588-orangepi5plus"
+    c = FilesystemCollector(ctx(tree), monotonic=monotonic, statvfs=statvfs)
+    mounts = {s.label("mountpoint") for s in c.collect()}
+    assert mounts == {"/", "/boot", "/data", "/var/log", "/tmp"}
+
+    clock["slow"] = "/data"
+    c.collect()  # the slow one: it returns late, and is remembered
+    clock["slow"] = None
+    skipped = c.collect()
+    data = [s for s in skipped if s.label("mountpoint") == "/data"]
+    assert [(s.name, s.value) for s in data] == [("node_filesystem_device_error", 1.0)]
+    assert {s.label("mountpoint") for s in skipped if s.name == "node_filesystem_size_bytes"} == mounts - {"/data"}
+    assert c.problems == ["/data: statvfs was slow, skipped"]
+    after = c.collect()  # skipped for one cycle only after the first slow call
+    assert any(s.name == "node_filesystem_size_bytes" and s.label("mountpoint") == "/data" for s in after)

@@ -58,7 +58,7 @@ def wanted(mountpoint: str, fstype: str) -> bool:
 class FilesystemCollector(Collector):
     name = "filesystem"
 
-    def __init__(self, ctx, monotonic=time.monotonic):
+    def __init__(self, ctx, monotonic=time.monotonic, statvfs=os.statvfs):
         super().__init__(ctx)
         self._pid_dirs = (os.path.join(ctx.procfs, "1"), os.path.join(ctx.procfs, "self"))
         self._files = OpenAttributes(2)
@@ -67,6 +67,7 @@ class FilesystemCollector(Collector):
         self._slow_after = (cc.get(self.name).timeout or cc.default_timeout) / 2
         self._stuck: dict[str, tuple[int, int]] = {}  # mountpoint -> (cycles left, times stuck)
         self._monotonic = monotonic
+        self._statvfs = statvfs
         self.problems: list[str] = []
 
     def _read_mounts(self) -> str:
@@ -102,7 +103,7 @@ class FilesystemCollector(Collector):
                 return [Sample("node_filesystem_device_error", labels, 1.0)]
         t0 = self._monotonic()
         try:
-            st = os.statvfs(os.path.join(self._rootfs, mountpoint.lstrip("/")))
+            st = self._statvfs(os.path.join(self._rootfs, mountpoint.lstrip("/")))
         except OSError as e:
             self.problems.append(f"{mountpoint}: {e.strerror}")
             return [Sample("node_filesystem_device_error", labels, 1.0)]
