@@ -1,8 +1,8 @@
 """Reading kernel pseudo-files below an injected root.
 
-Pseudo-files are read with one ``os.read`` into bytes: text-mode ``open()`` costs several
-times more per file, and a collection cycle reads hundreds of them. Every helper takes a
-full path built from ``ctx.procfs``/``ctx.sysfs``; none knows where those roots are.
+Pseudo-files are read with ``os.read``/``os.pread`` into bytes: text-mode ``open()`` costs
+several times more per file, and a collection cycle reads hundreds of them. Every helper
+takes a path built from ``ctx.procfs``/``ctx.sysfs``; none knows where those roots are.
 """
 
 from __future__ import annotations
@@ -29,54 +29,11 @@ def read_bytes(path: str) -> bytes:
         os.close(fd)
 
 
-def open_dir(path: str) -> int:
-    """A directory fd for ``read_at``; the caller closes it. Reading a device's twenty
-    attributes relative to one fd saves walking (and re-resolving the class symlink of)
-    the full path twenty times."""
-    return os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-
-
-def read_at(dir_fd: int, name: str) -> bytes:
-    """One attribute below an ``open_dir`` fd; raises OSError like read_bytes."""
-    fd = os.open(name, os.O_RDONLY | os.O_CLOEXEC, dir_fd=dir_fd)
-    try:
-        return os.read(fd, _CHUNK)
-    finally:
-        os.close(fd)
-
-
-def read_at_optional(dir_fd: int, name: str) -> str | None:
-    try:
-        return read_at(dir_fd, name).decode("utf-8", "replace").strip()
-    except OSError:
-        return None
-
-
-def read_at_int(dir_fd: int, name: str) -> int | None:
-    try:
-        return int(read_at(dir_fd, name))
-    except (OSError, ValueError):
-        return None
-
-
-def read_text(path: str) -> str:
-    return read_bytes(path).decode("utf-8", "replace")
-
-
 def read_optional(path: str) -> str | None:
     """Stripped text, or None when the attribute is missing or unreadable on this board."""
     try:
         return read_bytes(path).decode("utf-8", "replace").strip()
     except OSError:
-        return None
-
-
-def read_int(path: str) -> int | None:
-    """An integer attribute; None when missing, unreadable or not a number
-    (sysfs answers EINVAL for ``speed`` of a link that is down)."""
-    try:
-        return int(read_bytes(path))
-    except (OSError, ValueError):
         return None
 
 
