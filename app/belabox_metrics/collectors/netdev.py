@@ -39,8 +39,17 @@ COUNTERS: tuple[tuple[str, tuple[str, ...]], ...] = (
 )
 _COUNTER_NAMES = tuple((f"node_network_{name}_total", tuple("statistics/" + f for f in files))
                        for name, files in COUNTERS)
+# Link attributes (node_exporter's netclass). The carrier change counters show a modem's
+# link flapping, which byte counters alone hide.
+_LINK_ATTRS = (
+    ("carrier", "node_network_carrier"),
+    ("mtu", "node_network_mtu_bytes"),
+    ("carrier_changes", "node_network_carrier_changes_total"),
+    ("carrier_up_count", "node_network_carrier_up_changes_total"),
+    ("carrier_down_count", "node_network_carrier_down_changes_total"),
+)
 # Enough to keep every attribute of ten interfaces open; more are read with open/close.
-MAX_OPEN_FILES = 330
+MAX_OPEN_FILES = 360
 
 
 class InterfaceGone(Exception):
@@ -156,7 +165,7 @@ class NetdevCollector(Collector):
         if operstate is None:
             return []
         out.append(Sample("node_network_up", dev, 1.0 if operstate == "up" else 0.0))
-        for attr, metric in (("carrier", "node_network_carrier"), ("mtu", "node_network_mtu_bytes")):
+        for attr, metric in _LINK_ATTRS:
             value = files.read_int(base, attr)
             if value is not None:  # carrier reads EINVAL while the interface is down
                 out.append(Sample(metric, dev, float(value)))
