@@ -158,7 +158,7 @@ class Transport:
         t_sent = self.wall()
         try:
             resp = self.session.post(self.url, data=body.data, headers=headers, timeout=timeout,
-                                     allow_redirects=False)
+                                     allow_redirects=False, verify=True)
         except requests.exceptions.SSLError as e:
             return FATAL, False, "tls", None, self._short(e), None
         except requests.exceptions.Timeout:

@@ -27,8 +27,8 @@ from belabox_metrics.samples import FUTURE_SLACK_MS, MIN_TS_MS, Sample, invalid_
 # (tidewatch let a tag named device_id or __name__ override the real one: upstream W14).
 RESERVED_LABELS = ("__name__", "device_id")
 
-# gzip level 5: on these JSON lines it sends 15-20 % fewer bytes than level 1 for about 0.1 µs
-# more CPU per sample (x86), and levels 6-9 gain under 3 % more at 1.5-5x the CPU
+# gzip level 5: on these JSON lines it sends 11-16 % fewer bytes than level 1 for about 0.15 µs
+# more CPU per sample (x86), and levels 6-9 gain 1-5 % more at 1.5-3x the CPU
 # (tests/bench/bench_drain.py --levels). Cellular bytes are the scarcer resource.
 DEFAULT_GZIP_LEVEL = 5
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import subprocess
 import time
 from collections import Counter
 
@@ -417,3 +418,26 @@ def test_stop_gives_up_the_last_try_when_the_server_hangs(server, envs):
     env.uploader.stop(timeout=1.0)
     assert time.monotonic() - t0 < 1.5  # the request timeout shrank to the stop budget
     assert env.pending() == 5
+
+
+def _self_signed(tmp_path):
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=127.0.0.1",
+                    "-addext", "subjectAltName=IP:127.0.0.1", "-keyout", str(key), "-out", str(cert)],
+                   check=True, capture_output=True, timeout=60)
+    return str(cert), str(key)
+
+
+def test_tls_is_verified_and_an_untrusted_certificate_sends_nothing(envs, tmp_path, monkeypatch):
+    monkeypatch.delenv("REQUESTS_CA_BUNDLE", raising=False)
+    monkeypatch.delenv("CURL_CA_BUNDLE", raising=False)
+    cert, key = _self_signed(tmp_path)
+    with ImportServer(tls=(cert, key)) as srv:
+        env = envs(make_config(srv.url()))
+        fill(env.spool, batches=1, series=3)
+        res = env.uploader.cycle()
+        assert not res.ok and srv.requests == []
+        assert env.failures("tls") == 1  # not retried: a certificate does not fix itself in seconds
+        assert env.pending() == 3 and env.uploader_health().status == health.DEGRADED
+        monkeypatch.setenv("REQUESTS_CA_BUNDLE", cert)  # the operator's way to trust a private CA
+        assert env.uploader.cycle().ok and env.pending() == 0 and len(srv.requests) == 1
