@@ -42,7 +42,7 @@ class CycleResult:
     parked_batches: int = 0
     error: str | None = None
     status: int | None = None
-    failure: str | None = None  # transport outcome kind of the failure: auth, fatal, gave_up, rejected
+    failure: str | None = None  # kind of the failure: auth, fatal (configuration), gave_up, tls
     stopped: bool = False  # ended early: stop requested, deadline or byte budget
     duration_s: float = 0.0
 
@@ -223,8 +223,10 @@ class Delivery:
             log.warning("the server refuses large bodies (HTTP 413): at most %d samples per request "
                         "until the next reload", self.size_cap)
         if not st.successes and run.res.ok and not run.res.stopped:
+            # Everything refused is an endpoint problem (a remote-write URL, a proxy), not data:
+            # a person must fix it, so it counts as a configuration failure.
             what = first.message or f"HTTP {first.status}"
-            self._fail(Outcome(first.kind, first.status, first.reason,
+            self._fail(Outcome(FATAL, first.status, first.reason,
                                f"{what}: the server refuses every part of the request; kept in the spool"), run)
         return finished and st.successes > 0
 

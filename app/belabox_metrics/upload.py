@@ -243,7 +243,7 @@ class Uploader:
 
     def _backlog_lane(self, run: Run, live_ids: set) -> None:
         seen: set = set()
-        exclude = tuple(sorted(live_ids))
+        exclude = frozenset(live_ids)
         while not run.should_stop():
             if run.pace is not None and not run.pace(1):  # no take while the budget is spent
                 return

@@ -112,7 +112,7 @@ def test_400_for_everything_is_not_a_poison_sample_and_drops_nothing(server, env
     assert not res.ok and "refuses every part" in res.error
     assert env.pending() == 200 and not res.dropped
     assert len(server.requests) <= 1 + 8  # gives up after a few blind halvings
-    assert env.uploader_health().status == health.DEGRADED
+    assert env.uploader_health().status == health.ERROR  # an endpoint problem a person must fix
 
 
 def test_413_over_a_size_is_bisected_and_everything_arrives(server, envs):
@@ -441,3 +441,16 @@ def test_tls_is_verified_and_an_untrusted_certificate_sends_nothing(envs, tmp_pa
         assert env.pending() == 3 and env.uploader_health().status == health.DEGRADED
         monkeypatch.setenv("REQUESTS_CA_BUNDLE", cert)  # the operator's way to trust a private CA
         assert env.uploader.cycle().ok and env.pending() == 0 and len(srv.requests) == 1
+
+
+def test_url_credentials_and_query_never_reach_logs_or_health(envs, caplog):
+    from tests.support.vm import free_port
+    url = f"http://user:PWSECRET@127.0.0.1:{free_port()}/api/v1/import?key=QSECRET"
+    env = envs(make_config(url, retry={"max_attempts": 2}))
+    fill(env.spool, batches=1, series=1)
+    caplog.set_level(logging.DEBUG)
+    res = env.uploader.cycle()
+    assert not res.ok
+    everything = caplog.text + json.dumps(env.health.report()) + str(res)
+    assert "127.0.0.1" in everything
+    assert "PWSECRET" not in everything and "QSECRET" not in everything
