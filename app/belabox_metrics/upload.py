@@ -160,9 +160,9 @@ class Uploader:
         self.delivery.encoder = Encoder(device_id, r.extra_labels, r.chunk_size)
         self.delivery.batch_size = r.batch_size
         self.delivery.size_cap = None
-        for name in ("__name__", "device_id"):
-            if name in r.extra_labels:
-                log.warning("remote.extra_labels.%s is ignored: the uploader sets that label itself", name)
+        for name in r.extra_labels:
+            if name == "device_id" or name.startswith("__"):
+                log.warning("remote.extra_labels.%s is ignored: the uploader owns that label name", name)
 
     def reconfigure(self, cfg, device_id: str | None = None) -> None:
         """SIGHUP: takes effect at the start of the next cycle, never halfway through one."""

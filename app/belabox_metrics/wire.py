@@ -139,7 +139,9 @@ class Encoder:
     def __init__(self, device_id: str, extra_labels: Mapping[str, str] | None = None,
                  chunk_size: int = 50, gzip_level: int = DEFAULT_GZIP_LEVEL):
         self.device_id = device_id
-        self.extra = {k: str(v) for k, v in (extra_labels or {}).items() if k not in RESERVED_LABELS}
+        # Names starting with "__" are reserved by Prometheus and VictoriaMetrics (samples.py).
+        self.extra = {k: str(v) for k, v in (extra_labels or {}).items()
+                      if k not in RESERVED_LABELS and not k.startswith("__")}
         self.chunk_size = max(1, int(chunk_size))
         self.gzip_level = gzip_level
         self._heads: dict[tuple, str] = {}

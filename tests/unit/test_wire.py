@@ -83,7 +83,8 @@ def test_device_id_and_extra_labels_on_every_line_and_never_overridden_by_the_sa
         sample("m", 1.0, {"device_id": "spoofed", "site": "sample-site", "iface": "wwan0"}),
         sample("n", 2.0),
     ])
-    enc = Encoder("real-dev", {"site": "studio", "fleet": "eu", "device_id": "extra-spoof", "__name__": "x"})
+    enc = Encoder("real-dev", {"site": "studio", "fleet": "eu", "device_id": "extra-spoof", "__name__": "x",
+                               "__meta": "y"})
     rows = decode(enc.encode([whole(s)]))
     by_name = {r["metric"]["__name__"]: r["metric"] for r in rows}
     assert by_name["m"] == {"__name__": "m", "device_id": "real-dev", "site": "studio", "fleet": "eu",
