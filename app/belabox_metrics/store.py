@@ -30,6 +30,7 @@ from belabox_metrics.store_schema import (
     configure,
     connect,
     is_damage,
+    is_locked,
     migrate,
 )
 
@@ -177,6 +178,9 @@ class Spool:
             conn.close()
             if is_damage(e):
                 raise DamagedError(f"not a usable database ({e})") from None
+            if is_locked(e):
+                raise StoreError(f"{path}: in use by another process (the agent holds it while it "
+                                 "runs)") from None
             raise StoreError(f"{path}: cannot use the spool ({e})") from None
         return conn
 
@@ -541,9 +545,10 @@ class Spool:
         with self._db:
             if due:
                 self._writer.gc()
-            # TRUNCATE gives the space back; a `queue` reader in another process may keep part of
-            # the WAL alive (busy), which the next run finishes.
-            busy, frames, done = self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+            # RESTART keeps the WAL file, so later commits overwrite its blocks instead of making
+            # ext4 allocate new ones (which data=ordered flushes at once); TRUNCATE when it grew.
+            mode = "TRUNCATE" if big else "RESTART"
+            busy, frames, done = self._conn.execute(f"PRAGMA wal_checkpoint({mode})").fetchone()
         log.debug("spool checkpoint (%s): %d of %d frames%s", "interval" if due else "size",
                   done, frames, ", busy" if busy else "")
 

@@ -13,7 +13,7 @@ from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass
 
 from belabox_metrics.samples import Batch
-from belabox_metrics.store_codec import MAX_DICT_BYTES, encode, series_json
+from belabox_metrics.store_codec import Dictionary, encode, make_dictionary, series_json
 from belabox_metrics.store_schema import PAGE_SIZE, Budget
 
 # A new dictionary costs a 16 KB row; only adopt one when rows have compressed poorly against
@@ -60,9 +60,9 @@ class RowWriter:
         self.budget = budget
         self._boots = {b: i for i, b in conn.execute("SELECT id, boot_id FROM boots")}
         self._boot_names = {i: b for b, i in self._boots.items()}
-        self._dicts: OrderedDict[int, bytes] = OrderedDict()
+        self._dicts: OrderedDict[int, Dictionary] = OrderedDict()
         last = conn.execute("SELECT id, data FROM dicts ORDER BY id DESC LIMIT 1").fetchone()
-        self._dict: tuple[int, bytes] | None = (last[0], bytes(last[1])) if last else None
+        self._dict = (last[0], Dictionary.from_bytes(last[1])) if last else None
         self._dict_baseline: int | None = None
         self._dict_age = 0
         self._poor_run = 0
@@ -86,18 +86,18 @@ class RowWriter:
     def boot_name(self, ref: int) -> str:
         return self._boot_names.get(ref, "")
 
-    def dict_data(self, dict_id: int | None) -> bytes | None:
+    def dict_data(self, dict_id: int | None) -> Dictionary | None:
         if dict_id is None:
             return None
-        data = self._dicts.get(dict_id)
-        if data is None:
+        d = self._dicts.get(dict_id)
+        if d is None:
             row = self.conn.execute("SELECT data FROM dicts WHERE id = ?", (dict_id,)).fetchone()
             if row is None:
                 raise sqlite3.DatabaseError(f"dictionary {dict_id} is missing")
-            data = self._dicts[dict_id] = bytes(row[0])
+            d = self._dicts[dict_id] = Dictionary.from_bytes(row[0])
             if len(self._dicts) > _DICT_CACHE:
                 self._dicts.popitem(last=False)
-        return data
+        return d
 
     def free_pages(self) -> int:
         count = self.conn.execute("PRAGMA page_count").fetchone()[0]
@@ -123,15 +123,17 @@ class RowWriter:
         except BaseException:
             self._dict, self._dict_baseline, self._dict_age, self._poor_run = state
             raise
+        if not rows:  # everything was dropped: the new dictionaries were never written either
+            self._dict, self._dict_baseline, self._dict_age, self._poor_run = state
+            return rows, changes, drops
         for i, data in new_dicts:
-            self._dicts[i] = data
+            self._dicts[i] = Dictionary.from_bytes(data)
         return rows, changes, drops
 
     def _encode(self, b: Batch, ser: bytes, new_dicts: list) -> tuple[bytes, int | None]:
-        head = ser[:MAX_DICT_BYTES]
         cur = self._dict
         blob = encode(b.samples, b.wall_ms, ser, cur[1] if cur else None)
-        if cur is not None and head == cur[1]:
+        if cur is not None and ser == cur[1].series:
             self._poor_run = 0
             if self._dict_baseline is None:
                 self._dict_baseline = len(blob)
@@ -141,12 +143,15 @@ class RowWriter:
         else:
             self._poor_run += 1
         self._dict_age += 1
+        if len(ser) > self.budget.max_pages * PAGE_SIZE // 16:
+            return blob, cur[0] if cur else None  # a freak batch: not worth a dictionary
         if cur is None or (self._poor_run >= _POOR_RUN and self._dict_age >= _DICT_MIN_BATCHES):
             next_id = max([cur[0] if cur else 0, *[i for i, _ in new_dicts],
                            self.conn.execute("SELECT coalesce(max(id), 0) FROM dicts").fetchone()[0]]) + 1
-            self._dict = cur = (next_id, head)
-            new_dicts.append(cur)
-            blob = encode(b.samples, b.wall_ms, ser, head)
+            d = make_dictionary(b.samples, ser)
+            self._dict = cur = (next_id, d)
+            new_dicts.append((next_id, d.to_bytes()))
+            blob = encode(b.samples, b.wall_ms, ser, d)
             self._dict_baseline, self._dict_age, self._poor_run = len(blob), 0, 0
         return blob, cur[0]
 

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
 from belabox_metrics.samples import Batch
-from belabox_metrics.store_codec import CodecError, Decoder
+from belabox_metrics.store_codec import CodecError, Decoder, Dictionary
 
 log = logging.getLogger(__name__)
 
@@ -112,7 +112,7 @@ def salvage(path: str, report: Salvage) -> Iterator[tuple[Batch, str | None]]:
             return
         with contextlib.suppress(sqlite3.DatabaseError):
             report.dropped = {r: int(n) for r, n in conn.execute("SELECT reason, samples FROM dropped")}
-        dicts: dict[int, bytes | None] = {}
+        dicts: dict[int, Dictionary | None] = {}
         decoder = Decoder()
         for i in ids:
             n = 0
@@ -122,7 +122,7 @@ def salvage(path: str, report: Salvage) -> Iterator[tuple[Batch, str | None]]:
                     "FROM batches WHERE id = ?", (i,)).fetchone()
                 if dict_id is not None and dict_id not in dicts:
                     row = conn.execute("SELECT data FROM dicts WHERE id = ?", (dict_id,)).fetchone()
-                    dicts[dict_id] = row[0] if row else None
+                    dicts[dict_id] = Dictionary.from_bytes(row[0]) if row else None
                 if dict_id is not None and dicts[dict_id] is None:
                     raise CodecError(f"dictionary {dict_id} is gone")
                 samples = decoder.decode(data, wall_ms, dicts.get(dict_id))

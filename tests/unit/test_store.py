@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import math
+import os
+import shutil
 import sqlite3
 import threading
 from dataclasses import replace
@@ -12,7 +14,7 @@ import pytest
 from belabox_metrics.config import StorageConfig
 from belabox_metrics.samples import Batch, sample
 from belabox_metrics.selfmetrics import SelfMetrics
-from belabox_metrics.store import Spool
+from belabox_metrics.store import Spool, StoreError
 from belabox_metrics.store_schema import APPLICATION_ID, SCHEMA_VERSION
 from tests.support.spoolgen import BatchGen
 
@@ -46,13 +48,21 @@ def pending_values(spool: Spool) -> list[float]:
     return [s.value for sl in spool.iter_pending(include_parked=True) for s in sl.samples]
 
 
-def rows_on_disk(path: str) -> int:
-    """Count rows through a second connection: what another process (or a restart) would see."""
-    conn = sqlite3.connect(path)
+def rows_on_disk(path: str, tmp_path) -> int:
+    """Rows a restart would find: a copy of the files as they are now, opened afresh (the spool
+    holds its file exclusively, so a second connection cannot look directly)."""
+    copy = tmp_path / "copy.db"
+    for suffix in ("", "-wal"):
+        if os.path.exists(path + suffix):
+            shutil.copyfile(path + suffix, str(copy) + suffix)
+    conn = sqlite3.connect(copy)
     try:
         return conn.execute("SELECT count(*) FROM batches").fetchone()[0]
     finally:
         conn.close()
+        for suffix in ("", "-wal", "-shm"):
+            if os.path.exists(str(copy) + suffix):
+                os.unlink(str(copy) + suffix)
 
 
 # --- format and round trip ----------------------------------------------------------------
@@ -117,32 +127,32 @@ def test_pragmas_and_schema_version(db):
 
 # --- group commit -----------------------------------------------------------------------------
 
-def test_group_commit_writes_nothing_before_the_interval(db):
+def test_group_commit_writes_nothing_before_the_interval(db, tmp_path):
     clock = Clock()
     sp = open_spool(db, clock=clock)
-    wal_before = sp.stats().wal_size_bytes
+    sizes = (sp.stats().db_size_bytes, sp.stats().wal_size_bytes)
     for i in range(3):
         sp.append(small_batch(i))
     assert sp.maybe_commit(clock.t + 9.9) == 0
-    assert rows_on_disk(db) == 0
-    assert sp.stats().wal_size_bytes == wal_before
+    assert rows_on_disk(db, tmp_path) == 0
+    assert (sp.stats().db_size_bytes, sp.stats().wal_size_bytes) == sizes
     assert (sp.stats().buffered_batches, sp.stats().pending_batches) == (3, 0)
     assert sp.maybe_commit(clock.t + 10.0) == 3
-    assert rows_on_disk(db) == 3
+    assert rows_on_disk(db, tmp_path) == 3
     sp.append(small_batch(3))
     assert sp.maybe_commit(clock.t + 15.0) == 0  # the interval restarts at each commit
     assert sp.flush() == 1
-    assert rows_on_disk(db) == 4
+    assert rows_on_disk(db, tmp_path) == 4
     assert sp.stats().pending_samples == 40
     sp.close()
 
 
-def test_close_flushes_the_buffer(db):
+def test_close_flushes_the_buffer(db, tmp_path):
     sp = open_spool(db)
     sp.append(small_batch(1))
     sp.close()
     sp.close()  # twice is fine
-    assert rows_on_disk(db) == 1
+    assert rows_on_disk(db, tmp_path) == 1
 
 
 # --- the two lanes --------------------------------------------------------------------------
@@ -180,7 +190,7 @@ def test_takes_skip_parked_batches_and_stream_past_many_rows(db):
 
 # --- progress ---------------------------------------------------------------------------------
 
-def test_partial_ack_survives_a_restart(db):
+def test_partial_ack_survives_a_restart(db, tmp_path):
     sp = open_spool(db)
     sp.append(small_batch(1, n=10))
     sp.append(small_batch(2, n=10))
@@ -198,7 +208,7 @@ def test_partial_ack_survives_a_restart(db):
     assert [(s.batch_id, s.start, s.end) for s in rest] == [(1, 5, 10), (2, 0, 10)]
     assert [s.value for s in rest[0].samples] == [1005.0, 1006.0, 1007.0, 1008.0, 1009.0]
     sp.ack(rest[:1])
-    assert rows_on_disk(db) == 1  # finished rows are deleted
+    assert rows_on_disk(db, tmp_path) == 1  # finished rows are deleted
     sp.ack(first)  # a stale slice of a deleted batch is ignored
     assert sp.stats().pending_samples == 10
     sp.close()
@@ -241,11 +251,12 @@ def test_damaged_row_is_dropped_as_corrupt_not_fatal(db):
     sp = open_spool(db)
     for i in range(3):
         sp.append(small_batch(i))
-    sp.flush()
+    sp.close()
     side = sqlite3.connect(db)
-    side.execute("UPDATE batches SET data = x'01789c0000' WHERE id = 2")
+    side.execute("UPDATE batches SET data = x'01789c0000' WHERE id = 2")  # valid SQLite, bad row
     side.commit()
     side.close()
+    sp = open_spool(db)
     got = sp.take_oldest(100)
     assert [s.batch_id for s in got] == [1, 3]
     assert sp.stats().dropped == {"corrupt": 10}
@@ -305,22 +316,25 @@ def test_batch_parked_under_a_clock_running_ahead_still_expires(db):
 def test_size_cap_keeps_file_and_wal_under_the_cap_and_counts_exactly(db):
     sm = SelfMetrics()
     cfg = StorageConfig(max_size_mb=1, commit_interval=10.0)
-    sp = open_spool(db, cfg, selfmetrics=sm)
+    clock = Clock()
+    sp = open_spool(db, cfg, selfmetrics=sm, clock=clock)
     gen = BatchGen()
-    appended = 0
+    appended = acked = 0
     cap = 1 << 20
-    for i in range(1500):  # about 2.3 MB of rows
+    for i in range(1500):  # about 1.7 MB of rows
         b = gen.batch()
         sp.append(b)
         appended += len(b.samples)
-        sp.maybe_commit(1000.0 + (i + 1) * 10)
+        assert sp.maybe_commit(clock.t + (i + 1) * 10) == 1
         if i % 25 == 0:
-            sp.ack(sp.take_newest(300))  # an occasional upload, as in life
+            live = sp.take_newest(300)  # an occasional upload, as in life
+            sp.ack(live)
+            acked += sum(len(s.samples) for s in live)
         st = sp.stats()
         assert st.db_size_bytes + st.wal_size_bytes <= cap, (i, st)
     sp.flush()
     st = sp.stats()
-    acked = 60 * 300
+    assert acked == 60 * 300
     assert st.dropped["size_cap"] > 0
     assert st.dropped["size_cap"] + st.pending_samples + acked == appended
     assert sm.value("metrics_collector_dropped_samples_total", {"reason": "size_cap"}) == st.dropped["size_cap"]
@@ -393,27 +407,37 @@ def test_maintain_checkpoints_on_interval_and_size(db):
     for _ in range(30):
         sp.append(gen.batch())
     sp.flush()
-    assert sp.stats().wal_size_bytes > 0
+    before = sp.stats()
+    assert before.wal_size_bytes > 30 * 1000 and before.db_size_bytes < 10_000  # all still in the WAL
     sp.maintain(clock.t + 10)
-    assert sp.stats().wal_size_bytes > 0  # neither due nor big
+    assert sp.stats().db_size_bytes == before.db_size_bytes  # neither due nor big
     sp.maintain(clock.t + 3600)
-    assert sp.stats().wal_size_bytes == 0
+    # Copied into the database; the WAL file is kept for reuse, so the next commits do not grow it.
+    assert sp.stats().db_size_bytes > 30 * 1000
+    sp.append(gen.batch())
+    sp.flush()
+    assert sp.stats().wal_size_bytes == before.wal_size_bytes
     sp.close()
-    # Size trigger. SQLite's own checkpoints keep the WAL small, unless a reader in another
-    # process (`queue export`) pins it; the WAL share of a 1 MB cap is 64 KiB.
+    # Size trigger: SQLite's own checkpoint runs after each commit past ~32 KiB here, but the
+    # WAL file keeps the size of the largest transaction (a long outage's buffer) until then.
     sp = open_spool(db, StorageConfig(max_size_mb=1, wal_checkpoint_size_mb=64), clock=clock)
-    reader = sqlite3.connect(db, isolation_level=None)
-    reader.execute("BEGIN")
-    reader.execute("SELECT count(*) FROM batches").fetchone()
-    for _ in range(60):
+    for _ in range(100):
         sp.append(gen.batch())
-        sp.flush()
+    sp.flush()
     assert sp.stats().wal_size_bytes > 64 << 10
-    reader.execute("COMMIT")
-    reader.close()
     sp.maintain(clock.t + 1)
     assert sp.stats().wal_size_bytes == 0
     sp.close()
+
+
+def test_a_second_opener_is_refused_with_one_line(db, monkeypatch):
+    from belabox_metrics import store_schema
+    monkeypatch.setattr(store_schema, "BUSY_TIMEOUT_S", 0.05)
+    sp = open_spool(db)
+    with pytest.raises(StoreError, match="in use by another process"):
+        open_spool(db)
+    sp.close()
+    open_spool(db).close()
 
 
 def test_vacuum_shrinks_after_a_drain(db):
