@@ -215,6 +215,7 @@ class Uploader:
                         res.stopped = True
                     return res.stopped or not res.ok
 
+                self.delivery.unpark_restampable()
                 run = Run(state.token, deadline, retries, res, should_stop)
                 if progress is not None:
                     run.on_accept = self._progress_reporter(res, progress, started)

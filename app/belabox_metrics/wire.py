@@ -74,6 +74,8 @@ def count(parts: Iterable[Part]) -> int:
 
 # --- validation ------------------------------------------------------------------------
 
+_UNKNOWN_NOW_MS = 2**62  # far enough ahead that nothing is "in the future"
+
 class Validator:
     """``samples.invalid_reason`` for every sample, with the name and label checks cached
     per series: they are the expensive part and a series is the same every cycle."""
@@ -81,8 +83,11 @@ class Validator:
     def __init__(self) -> None:
         self._good_series: set[tuple] = set()
 
-    def split(self, parts: Iterable[Part], now_ms: int) -> tuple[list[Part], list[tuple[Part, str]]]:
-        """(valid parts, [(single-sample part, reason)]): invalid samples are cut out of their part."""
+    def split(self, parts: Iterable[Part], now_ms: int | None) -> tuple[list[Part], list[tuple[Part, str]]]:
+        """(valid parts, [(single-sample part, reason)]): invalid samples are cut out of their part.
+        ``now_ms`` None: the true time is unknown, so no sample counts as in the future."""
+        if now_ms is None:
+            now_ms = _UNKNOWN_NOW_MS
         good = self._good_series
         ts_lo, ts_hi = MIN_TS_MS, now_ms + FUTURE_SLACK_MS
         valid: list[Part] = []

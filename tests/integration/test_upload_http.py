@@ -270,28 +270,49 @@ def test_backlog_is_paced_by_the_byte_budget_and_stops_at_the_interval(server, e
     assert env.uploader.cycle().ok and env.pending() < before
 
 
-def test_timekeeper_corrects_or_parks_batches(server, envs):
-    class Timekeeper:
-        def __init__(self):
-            self.observed = []
+def test_a_box_booted_in_1970_gets_its_times_from_the_servers_date(server, envs, tmp_path):
+    """The real Timekeeper: batches of this boot wait (parked) until a server Date gives the
+    offset, then go with corrected times; an untrusted batch of an earlier boot stays parked."""
+    from belabox_metrics.timekeeping import Timekeeper
 
-        def correct(self, sl):
-            return None if sl.boot_id == "old-boot" else sl.wall_ms + 60_000
+    procfs = tmp_path / "proc"
+    (procfs / "sys/kernel/random").mkdir(parents=True)
+    (procfs / "sys/kernel/random/boot_id").write_text("boot-this\n")
+    t0 = time.monotonic()
+    true_now_s = time.time()
 
-        def observe_response(self, date, t_sent, t_recv):
-            self.observed.append((date, t_sent, t_recv))
+    def boottime_ns():  # booted 500 s ago
+        return int((500.0 + time.monotonic() - t0) * 1e9)
 
-    tk = Timekeeper()
-    env = envs(make_config(server.url()), timekeeper=tk)
-    now = int(time.time() * 1000)
-    env.spool.append(Batch((sample("x", 1.0),), now - 100_000, "old-boot", 0, False))
-    env.spool.append(Batch((sample("x", 2.0),), now - 90_000, "this-boot", 0, False))
+    def wall():  # the RTC-less board thinks it is 1970, 10 s after boot
+        return 10.0 + (time.monotonic() - t0) + 500.0
+
+    cfg = make_config(server.url())
+    tk = Timekeeper(cfg, procfs=str(procfs), wall=wall, boottime=boottime_ns, kernel_synced=lambda: False)
+    env = envs(cfg, timekeeper=tk, wall=wall)
+    boot_then = boottime_ns() - 30 * 10**9  # collected 30 s ago by boottime
+    env.spool.append(Batch((sample("x", 1.0),), int(wall() * 1000) - 30_000, "boot-this", boot_then, False))
+    env.spool.append(Batch((sample("x", 2.0),), int(wall() * 1000) - 20_000, "boot-earlier", 1, False))
     env.spool.flush()
-    res = env.uploader.cycle()
-    assert res.ok and res.parked_batches == 1 and res.sent_samples == 1
-    assert samples_of(server.requests)[0][1:] == (now - 90_000 + 60_000, 2.0)
-    assert env.spool.stats().parked_batches == 1
-    assert tk.observed and tk.observed[0][0]  # the server's Date header reached the timekeeper
+
+    first = env.uploader.cycle()  # no time source yet: both wait, nothing is sent with a 1970 time
+    assert first.ok and first.parked_batches == 2 and server.requests == []
+
+    # Yesterday's backlog, stamped while the clock was synchronised, is not "in the future"
+    # just because this boot's clock says 1970: it goes, and its answer's Date is the time source.
+    env.spool.append(Batch((sample("y", 3.0),), int((true_now_s - 86_400) * 1000), "boot-yesterday", 1, True))
+    env.spool.flush()
+    second = env.uploader.cycle()
+    assert second.ok and second.sent_samples == 1 and tk.offset_ns() is not None
+
+    third = env.uploader.cycle()  # this boot's batch is unparked and re-stamped from boottime
+    assert third.ok and third.sent_samples == 1
+    (key, ts, value), = samples_of([server.requests[-1]])
+    assert dict(key)["__name__"] == "x" and value == 1.0
+    assert abs(ts - (true_now_s - 30) * 1000) < 3000  # the true collection time, not 1970
+    assert env.spool.stats().parked_batches == 1  # the earlier boot's batch cannot be fixed
+    assert env.pending() == 0
+    assert env.dropped("invalid") == 0
 
 
 def test_stop_interrupts_a_backoff_promptly(server, envs):
