@@ -14,7 +14,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
-from belabox_metrics.transport import AUTH, FATAL, REJECTED, STOPPED, Outcome, Transport
+from belabox_metrics.transport import FATAL, REJECTED, STOPPED, Outcome, Transport
 from belabox_metrics.wire import Encoder, Part, Validator, count, halve, split_requests, whole
 
 log = logging.getLogger(__name__)
@@ -304,10 +304,6 @@ class Delivery:
 
 def _count_drop(res: CycleResult, reason: str, n: int) -> None:
     res.dropped[reason] = res.dropped.get(reason, 0) + n
-
-
-def is_auth_failure(res: CycleResult) -> bool:
-    return res.failure == AUTH
 
 
 def is_config_failure(res: CycleResult) -> bool:

@@ -142,7 +142,7 @@ def test_401_403_are_final_mark_health_error_and_keep_the_data(server, envs, sta
     assert env.pending() == 30 and not res.dropped
     assert env.failures(f"http_{status}") == 1
     h = env.uploader_health()
-    assert h.status == health.ERROR and "not authorised" in h.message
+    assert h.status == health.ERROR and "rejected the auth token" in h.message
     assert env.health.overall() == health.ERROR
     # the next cycle that gets through clears it
     server.respond = lambda req: Reply(204)
