@@ -245,6 +245,7 @@ def _drain(cfg: configmod.Config, db: str) -> int:
     from belabox_metrics import health
     from belabox_metrics.selfmetrics import SelfMetrics
     from belabox_metrics.store import Spool
+    from belabox_metrics.timekeeping import Timekeeper
     from belabox_metrics.token import TokenSource
     from belabox_metrics.upload import Uploader
     if not cfg.remote.url:
@@ -257,7 +258,11 @@ def _drain(cfg: configmod.Config, db: str) -> int:
             try:
                 before = spool.stats()
                 printer = ProgressPrinter(before.pending_samples)
-                up = Uploader(cfg, spool, health.Registry(), sm, device_id=_device_id(cfg), token=TokenSource(cfg))
+                # The agent's clock rules apply here too: batches taken with an unverified clock
+                # are corrected from the server's Date, or parked, never sent with wrong times.
+                clock = Timekeeper(cfg, selfmetrics=sm)
+                up = Uploader(cfg, spool, health.Registry(), sm, device_id=_device_id(cfg), token=TokenSource(cfg),
+                              timekeeper=clock)
                 try:
                     result = up.drain(progress=printer, rate_limit=False)
                 finally:
