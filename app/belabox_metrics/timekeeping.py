@@ -214,15 +214,17 @@ class Timekeeper:
         wall = self._wall()
         return int(wall * 1000), self.boot_id, boot, self._trusted(wall, boot)
 
-    def now_ms(self) -> int:
-        """The best known true time now: the wall clock when trusted, else boottime plus the
-        server offset. Use it, not the raw wall clock, to judge whether a corrected timestamp
-        lies in the future: on a box booted in 1970 every corrected time would look like one."""
+    def now_ms(self) -> int | None:
+        """The best known true time now (the wall clock when trusted, else boottime plus the
+        server offset), or None while no time source exists. The uploader judges "in the
+        future" against this, never the raw wall clock (on a box booted in 1970 every
+        corrected time would look like one), and waits while it is None: until then neither
+        a timestamp nor correct()'s None can be trusted."""
         boot, wall = self._boot(), self._wall()
         if self._trusted(wall, boot):
             return int(wall * 1000)
         off = self.offset_ns()
-        return (boot + off[0]) // 1_000_000 if off is not None else int(wall * 1000)
+        return (boot + off[0]) // 1_000_000 if off is not None else None
 
     # --- re-stamping -------------------------------------------------------------------------
 

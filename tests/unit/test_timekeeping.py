@@ -116,7 +116,7 @@ def test_correct_clock_verified_by_server_uploads_unchanged(procfs):
     clock = SimClock(wall_at_boot=TRUE_AT_BOOT + 0.3)
     tk = make(procfs, clock)
     early, _ = stamp(tk, clock)
-    assert tk.now_ms() == int(clock.wall() * 1000)  # nothing better known yet
+    assert tk.now_ms() is None  # no time source yet: nothing can be judged
     assert tk.correct(early) is None  # no time source yet: hold back
     assert not tk.is_unfixable(early) and not tk.can_restamp(BOOT_ID)
     assert clock.exchange(tk)
@@ -201,6 +201,7 @@ def test_kernel_sync_arriving_later_fixes_this_boot(procfs):
     clock.wall_at_boot = TRUE_AT_BOOT  # NTP steps the clock and the kernel reports sync
     clock.kernel = True
     assert abs(tk.correct(early) - true_early * 1000) < 2
+    assert tk.now_ms() == int(clock.wall() * 1000)
     assert tk.source == "kernel" and tk.skew_seconds is None
 
 
