@@ -25,8 +25,9 @@ VOLATILE_ROOT = "/run/belabox-metrics"
 VOLATILE_FSTYPES = frozenset({"tmpfs", "ramfs", "devtmpfs"})
 
 
-class DataPathError(Exception):
-    """No usable directory at all, not even a volatile one; one line listing what was tried."""
+class DataPathError(OSError):
+    """No usable directory at all, not even a volatile one; one line listing what was tried
+    (an OSError, so the agent's start-up reports it as "cannot start" and exits 1)."""
 
 
 @dataclass(frozen=True)
