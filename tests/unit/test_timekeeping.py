@@ -108,7 +108,17 @@ def test_kernel_probe_unavailable_counts_as_unsynchronised(procfs):
 
 def test_real_kernel_probe_answers():
     # On this machine and in CI the kernel reports STA_UNSYNC; on an NTP-synced host True.
-    assert timekeeping.kernel_clock_synced() in (True, False)
+    assert timekeeping.adjtimex_synced() in (True, False)
+
+
+def test_timesyncd_flag_when_adjtimex_is_denied(tmp_path):
+    flag = tmp_path / timekeeping.TIMESYNC_FLAG
+    denied, unsynced = (lambda: None), (lambda: False)
+    assert timekeeping.kernel_clock_synced(str(tmp_path), denied) is None
+    flag.parent.mkdir(parents=True)
+    flag.touch()
+    assert timekeeping.kernel_clock_synced(str(tmp_path), denied) is True
+    assert timekeeping.kernel_clock_synced(str(tmp_path), unsynced) is False  # the kernel knows best
 
 
 def test_correct_clock_verified_by_server_uploads_unchanged(procfs):
