@@ -289,7 +289,7 @@ class Agent:
             self.device_id = device_id_mod.derive_device_id(new, self.roots.procfs, self.roots.sysfs,
                                                             self.roots.rootfs)
         if self.uploader is not None and new.remote.url:
-            self.uploader.reconfigure(new)
+            self.uploader.reconfigure(new, device_id=self.device_id)
         elif self.uploader is not None:
             self.uploader.stop(timeout=SHUTDOWN_UPLOAD_BUDGET)
             self.uploader = None

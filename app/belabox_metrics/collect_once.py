@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import logging
 import sys
 
 from belabox_metrics import config as configmod
@@ -39,6 +40,8 @@ def command_collect(args: argparse.Namespace) -> int:
         for line in e.problems:
             print(line, file=sys.stderr)
         return EXIT_CONFIG
+    # Collector failures are summarised below from health; the log adds only tracebacks of bugs.
+    logging.basicConfig(level=logging.ERROR, format="%(levelname)s %(name)s: %(message)s")
     selfmetrics = SelfMetrics()
     ctx = build_context(cfg, args, selfmetrics)
     try:

@@ -14,7 +14,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
-from belabox_metrics.transport import AUTH, FATAL, REJECTED, STOPPED, Outcome, Transport
+from belabox_metrics.transport import FATAL, REJECTED, STOPPED, Outcome, Transport
 from belabox_metrics.wire import Encoder, Part, Validator, count, halve, split_requests, whole
 
 log = logging.getLogger(__name__)
@@ -27,7 +27,7 @@ INVALID = "metrics_collector_invalid_samples_total"
 # was accepted: then the server refuses everything (a proxy, a broken endpoint), not one
 # poison sample, and dropping the request sample by sample would be data loss.
 BISECT_BLIND_LIMIT = 8
-PARK_REASON = "clock_untrusted"
+PARK_REASON = "untrusted_clock"  # the spool drops these as untrusted_clock once too old
 
 
 @dataclass
@@ -42,7 +42,7 @@ class CycleResult:
     parked_batches: int = 0
     error: str | None = None
     status: int | None = None
-    failure: str | None = None  # transport outcome kind of the failure: auth, fatal, gave_up, rejected
+    failure: str | None = None  # kind of the failure: auth, fatal (configuration), gave_up, tls
     stopped: bool = False  # ended early: stop requested, deadline or byte budget
     duration_s: float = 0.0
 
@@ -137,10 +137,41 @@ class Delivery:
         cycle should not go on (a failure, a stop, the byte budget)."""
         self.ledger = Ledger(self.spool, lambda why, n: _count_drop(run.res, why, n))
         parts = self._corrected(slices, run)
-        valid, invalid = self.validator.split(parts, int(self.wall() * 1000))
+        valid, invalid = self.validator.split(parts, self._now_ms())
         if invalid:
             self._quarantine(invalid, run)
         return all(self._send(req, run, lane) for req in split_requests(valid, self.request_cap()))
+
+    def _now_ms(self) -> int | None:
+        """"Now" for the timestamp window: the timekeeper's best true time, since on a box that
+        booted in 1970 every correct timestamp looks like the future. None while there is no
+        time source at all: then the window has no upper end, or yesterday's properly stamped
+        backlog would be thrown away as "in the future" after a reboot without RTC."""
+        tk = self.timekeeper
+        if tk is None or not hasattr(tk, "now_ms"):
+            return int(self.wall() * 1000)
+        if getattr(tk, "source", None) == "none":
+            return None
+        return int(tk.now_ms())
+
+    def unpark_restampable(self) -> int:
+        """Give parked batches back to the queue once the timekeeper can re-stamp them (this
+        boot, now with a time source). Without this, a box that booted without a clock would
+        hold its first minutes of data until parked_max_age dropped them."""
+        tk = self.timekeeper
+        if tk is None or not hasattr(tk, "can_restamp") or not self.spool.stats().parked_batches:
+            return 0
+        ready: dict[str, bool] = {}
+        ids = []
+        for batch_id, boot_id, _wall_ms, _n in self.spool.parked():
+            if boot_id not in ready:
+                ready[boot_id] = bool(tk.can_restamp(boot_id))
+            if ready[boot_id]:
+                ids.append(batch_id)
+        if ids:
+            self.spool.unpark(ids)
+            log.info("unparked %d batch(es): their collection time can now be corrected", len(ids))
+        return len(ids)
 
     def _corrected(self, slices, run: Run) -> list[Part]:
         tk = self.timekeeper
@@ -223,8 +254,10 @@ class Delivery:
             log.warning("the server refuses large bodies (HTTP 413): at most %d samples per request "
                         "until the next reload", self.size_cap)
         if not st.successes and run.res.ok and not run.res.stopped:
+            # Everything refused is an endpoint problem (a remote-write URL, a proxy), not data:
+            # a person must fix it, so it counts as a configuration failure.
             what = first.message or f"HTTP {first.status}"
-            self._fail(Outcome(first.kind, first.status, first.reason,
+            self._fail(Outcome(FATAL, first.status, first.reason,
                                f"{what}: the server refuses every part of the request; kept in the spool"), run)
         return finished and st.successes > 0
 
@@ -271,10 +304,6 @@ class Delivery:
 
 def _count_drop(res: CycleResult, reason: str, n: int) -> None:
     res.dropped[reason] = res.dropped.get(reason, 0) + n
-
-
-def is_auth_failure(res: CycleResult) -> bool:
-    return res.failure == AUTH
 
 
 def is_config_failure(res: CycleResult) -> bool:

@@ -142,6 +142,7 @@ class UploaderFacts:
     last_error: str | None = None
     last_status: int | None = None  # HTTP status of the last answer, if any
     token_error: str | None = None  # token file missing or unusable
+    config_error: str | None = None  # the endpoint refuses every request (404, redirect, all 400s)
     enabled: bool = True  # False when no remote.url is configured
 
 
@@ -158,9 +159,13 @@ def uploader_health(facts: UploaderFacts | Mapping[str, Any]) -> Verdict:
     if not f.enabled:
         return OK, "uploads disabled (no remote.url configured)", details
     if f.token_error:
-        return ERROR, f"auth token unusable: {f.token_error}", details
+        # Not an upload failure: first boot provisions the token later; collection goes on.
+        return ERROR, f"waiting for token: {f.token_error}", details
     if f.last_status in (401, 403):
         return ERROR, f"server rejected the auth token (HTTP {f.last_status})", details
+    if f.config_error:
+        # Never fixes itself (wrong URL, a proxy in the way): a person must act.
+        return ERROR, f"upload endpoint refuses our requests: {f.config_error}", details
     stale_limit = 2 * max(1.0, f.upload_interval_s)
     if since > NO_UPLOAD_ERROR_S and f.pending_count >= PENDING_HIGH:
         return (ERROR, f"no successful upload for {int(since)}s with {f.pending_count} samples pending",

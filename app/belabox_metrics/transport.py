@@ -116,7 +116,8 @@ class Transport:
         """POST ``body``; retries per policy unless ``retries`` is False. Never raises for network
         or HTTP problems. ``deadline`` (monotonic) bounds every wait and every request timeout."""
         p = urlsplit(self.url)
-        self._secrets = tuple(s for s in (token, p.password) if s)
+        # The query may carry a key too (some proxies want ?token=); messages never show it.
+        self._secrets = tuple(s for s in (token, p.password, p.query) if s)
         headers = {"Content-Encoding": "gzip", "Content-Type": "application/x-ndjson",
                    "User-Agent": USER_AGENT}
         if token:
@@ -158,7 +159,7 @@ class Transport:
         t_sent = self.wall()
         try:
             resp = self.session.post(self.url, data=body.data, headers=headers, timeout=timeout,
-                                     allow_redirects=False)
+                                     allow_redirects=False, verify=True)
         except requests.exceptions.SSLError as e:
             return FATAL, False, "tls", None, self._short(e), None
         except requests.exceptions.Timeout:

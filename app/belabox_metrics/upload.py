@@ -22,21 +22,18 @@ from dataclasses import dataclass
 import requests
 
 from belabox_metrics import health as healthmod
-from belabox_metrics.delivery import CycleResult, Delivery, Run, is_auth_failure, is_config_failure
+from belabox_metrics.delivery import CycleResult, Delivery, Run, is_config_failure
 from belabox_metrics.retry import RetryPolicy
 from belabox_metrics.transport import Transport
 from belabox_metrics.wire import Encoder
 
-__all__ = ["CycleResult", "DrainProgress", "Uploader", "uploader_status"]
+__all__ = ["CycleResult", "DrainProgress", "Uploader"]
 
 log = logging.getLogger(__name__)
 
 LAST_SUCCESS = "metrics_collector_upload_last_success_timestamp_seconds"
 # The live lane covers this many upload intervals back from now; older data is backlog.
 LIVE_WINDOW_INTERVALS = 2
-# Health thresholds (tidewatch's, upstream.md §5.3, without its one-failure-is-error bug W6).
-PENDING_ELEVATED, PENDING_HIGH = 5_000, 10_000
-STALE_ERROR_SECONDS = 600
 
 
 @dataclass(frozen=True)
@@ -85,31 +82,6 @@ class ByteBudget:
             self.tokens -= nbytes
 
 
-def uploader_status(*, token_problem: str | None, auth_error: str | None, config_error: str | None,
-                    cycle_error: str | None, since_success: float, interval: float,
-                    pending: int | None) -> tuple[str, str]:
-    """The `uploader` health rule, first match wins (upstream.md §5.2 with W6 fixed: one failed
-    cycle on a flaky cellular link is degraded, not error). Errors are what a person must fix."""
-    pend = pending or 0
-    if token_problem:
-        return healthmod.ERROR, f"waiting for token: {token_problem}"
-    if auth_error:
-        return healthmod.ERROR, f"not authorised: {auth_error}"
-    if config_error:
-        return healthmod.ERROR, f"upload refused: {config_error}"
-    if since_success > STALE_ERROR_SECONDS and pend >= PENDING_HIGH:
-        return healthmod.ERROR, "no successful upload in over 10 minutes and high pending count"
-    if cycle_error:
-        return healthmod.DEGRADED, f"last upload failed: {cycle_error}"
-    if since_success > 2 * max(1.0, interval):
-        return healthmod.DEGRADED, "no upload within 2x interval threshold"
-    if pend >= PENDING_HIGH:
-        return healthmod.DEGRADED, "high pending metric count"
-    if pend >= PENDING_ELEVATED:
-        return healthmod.DEGRADED, "elevated pending metric count"
-    return healthmod.OK, "uploading metrics"
-
-
 class Uploader:
     def __init__(self, cfg, spool, health, selfmetrics, *, device_id: str, token, timekeeper=None,
                  session: requests.Session | None = None, clock: Callable[[], float] = time.monotonic,
@@ -141,7 +113,6 @@ class Uploader:
         self._last_success_mono: float | None = None
         self._started_mono = clock()
         self._token_problem: str | None = None
-        self._auth_error: str | None = None
         self._config_error: str | None = None
 
     @property
@@ -160,9 +131,9 @@ class Uploader:
         self.delivery.encoder = Encoder(device_id, r.extra_labels, r.chunk_size)
         self.delivery.batch_size = r.batch_size
         self.delivery.size_cap = None
-        for name in ("__name__", "device_id"):
-            if name in r.extra_labels:
-                log.warning("remote.extra_labels.%s is ignored: the uploader sets that label itself", name)
+        for name in r.extra_labels:
+            if name == "device_id" or name.startswith("__"):
+                log.warning("remote.extra_labels.%s is ignored: the uploader owns that label name", name)
 
     def reconfigure(self, cfg, device_id: str | None = None) -> None:
         """SIGHUP: takes effect at the start of the next cycle, never halfway through one."""
@@ -215,6 +186,7 @@ class Uploader:
                         res.stopped = True
                     return res.stopped or not res.ok
 
+                self.delivery.unpark_restampable()
                 run = Run(state.token, deadline, retries, res, should_stop)
                 if progress is not None:
                     run.on_accept = self._progress_reporter(res, progress, started)
@@ -243,7 +215,7 @@ class Uploader:
 
     def _backlog_lane(self, run: Run, live_ids: set) -> None:
         seen: set = set()
-        exclude = tuple(sorted(live_ids))
+        exclude = frozenset(live_ids)
         while not run.should_stop():
             if run.pace is not None and not run.pace(1):  # no take while the budget is spent
                 return
@@ -278,7 +250,7 @@ class Uploader:
 
     def _finish(self, res: CycleResult) -> None:
         if res.sent_samples:
-            self._auth_error = self._config_error = None
+            self._config_error = None
         if res.ok and res.error is None:
             self.last_success_wall = self.wall()
             self._last_success_mono = self.clock()
@@ -286,9 +258,7 @@ class Uploader:
             self.selfmetrics.set(LAST_SUCCESS, self.last_success_wall)
         elif not res.ok:
             self.last_error = res.error
-            if is_auth_failure(res):
-                self._auth_error = res.error
-            elif is_config_failure(res):
+            if is_config_failure(res):
                 self._config_error = res.error
         self._report()
 
@@ -300,18 +270,18 @@ class Uploader:
             return None
 
     def _report(self) -> None:
-        pending = self._pending_samples()
-        if not self.cfg.remote.url:
-            self.health.update("uploader", healthmod.OK, "spool only: remote.url is not set", pending_count=pending)
-            return
         ref = self._last_success_mono if self._last_success_mono is not None else self._started_mono
-        since = max(0.0, self.clock() - ref)
-        status, message = uploader_status(
-            token_problem=self._token_problem, auth_error=self._auth_error, config_error=self._config_error,
-            cycle_error=self.last_error, since_success=since, interval=self.cfg.upload_interval, pending=pending)
-        last = healthmod.rfc3339(self.last_success_wall) if self.last_success_wall else None
-        self.health.update("uploader", status, message, last_upload_time=last, pending_count=pending,
-                           time_since_upload_seconds=int(since))
+        facts = healthmod.UploaderFacts(
+            upload_interval_s=self.cfg.upload_interval, pending_count=self._pending_samples() or 0,
+            since_success_s=max(0.0, self.clock() - ref), last_upload_wall=self.last_success_wall,
+            last_cycle_failed=self.last_error is not None, last_error=self.last_error,
+            last_status=self.delivery.last_status, token_error=self._token_problem,
+            config_error=self._config_error, enabled=bool(self.cfg.remote.url))
+        # A cycle may run an interval of backlog plus every retry of a request; past that, a
+        # silent uploader is a stuck one and health says so (tidewatch showed its last state: W5).
+        r = self.cfg.remote
+        stale = 3 * self.cfg.upload_interval + r.retry.max_attempts * (r.timeout + r.retry.max_backoff) + 60
+        self.health.update("uploader", *healthmod.uploader_health(facts), stale_after=stale)
 
     # --- thread -----------------------------------------------------------------------
 

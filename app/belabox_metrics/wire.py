@@ -27,8 +27,8 @@ from belabox_metrics.samples import FUTURE_SLACK_MS, MIN_TS_MS, Sample, invalid_
 # (tidewatch let a tag named device_id or __name__ override the real one: upstream W14).
 RESERVED_LABELS = ("__name__", "device_id")
 
-# gzip level 5: on these JSON lines it sends 15-20 % fewer bytes than level 1 for about 0.1 µs
-# more CPU per sample (x86), and levels 6-9 gain under 3 % more at 1.5-5x the CPU
+# gzip level 5: on these JSON lines it sends 11-16 % fewer bytes than level 1 for about 0.15 µs
+# more CPU per sample (x86), and levels 6-9 gain 1-5 % more at 1.5-3x the CPU
 # (tests/bench/bench_drain.py --levels). Cellular bytes are the scarcer resource.
 DEFAULT_GZIP_LEVEL = 5
 
@@ -74,6 +74,8 @@ def count(parts: Iterable[Part]) -> int:
 
 # --- validation ------------------------------------------------------------------------
 
+_UNKNOWN_NOW_MS = 2**62  # far enough ahead that nothing is "in the future"
+
 class Validator:
     """``samples.invalid_reason`` for every sample, with the name and label checks cached
     per series: they are the expensive part and a series is the same every cycle."""
@@ -81,8 +83,11 @@ class Validator:
     def __init__(self) -> None:
         self._good_series: set[tuple] = set()
 
-    def split(self, parts: Iterable[Part], now_ms: int) -> tuple[list[Part], list[tuple[Part, str]]]:
-        """(valid parts, [(single-sample part, reason)]): invalid samples are cut out of their part."""
+    def split(self, parts: Iterable[Part], now_ms: int | None) -> tuple[list[Part], list[tuple[Part, str]]]:
+        """(valid parts, [(single-sample part, reason)]): invalid samples are cut out of their part.
+        ``now_ms`` None: the true time is unknown, so no sample counts as in the future."""
+        if now_ms is None:
+            now_ms = _UNKNOWN_NOW_MS
         good = self._good_series
         ts_lo, ts_hi = MIN_TS_MS, now_ms + FUTURE_SLACK_MS
         valid: list[Part] = []
@@ -139,7 +144,9 @@ class Encoder:
     def __init__(self, device_id: str, extra_labels: Mapping[str, str] | None = None,
                  chunk_size: int = 50, gzip_level: int = DEFAULT_GZIP_LEVEL):
         self.device_id = device_id
-        self.extra = {k: str(v) for k, v in (extra_labels or {}).items() if k not in RESERVED_LABELS}
+        # Names starting with "__" are reserved by Prometheus and VictoriaMetrics (samples.py).
+        self.extra = {k: str(v) for k, v in (extra_labels or {}).items()
+                      if k not in RESERVED_LABELS and not k.startswith("__")}
         self.chunk_size = max(1, int(chunk_size))
         self.gzip_level = gzip_level
         self._heads: dict[tuple, str] = {}

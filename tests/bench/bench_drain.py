@@ -25,60 +25,30 @@ sys.path[:0] = [str(HERE.parents[2] / "app"), str(HERE.parents[2])]
 
 from belabox_metrics import config  # noqa: E402
 from belabox_metrics.health import Registry  # noqa: E402
-from belabox_metrics.samples import Batch, sample  # noqa: E402
+from belabox_metrics.samples import Batch  # noqa: E402
 from belabox_metrics.selfmetrics import SelfMetrics  # noqa: E402
 from belabox_metrics.store import Spool  # noqa: E402
 from belabox_metrics.token import TokenSource  # noqa: E402
 from belabox_metrics.upload import Uploader  # noqa: E402
 from belabox_metrics.wire import Encoder, gzip_bytes, whole  # noqa: E402
+from tests.support.spoolgen import BatchGen  # noqa: E402
 from tests.support.vm import VictoriaMetrics  # noqa: E402
 
 TARGET_RATE = 100_000
 TARGET_BYTES = 6.0
-STEP_MS = 10_000
 
 
-def series_set(n: int) -> list[tuple[str, dict, str]]:
-    """node_exporter-shaped series: (name, labels, kind) with kind counter or gauge."""
-    out: list[tuple[str, dict, str]] = []
-    for cpu in range(8):
-        for mode in ("user", "nice", "system", "idle", "iowait", "irq", "softirq", "steal"):
-            out.append(("node_cpu_seconds_total", {"cpu": str(cpu), "mode": mode}, "counter"))
-    for dev in ("eth0", "wwan0", "wwan1", "usb0", "wlan0", "wwan2"):
-        for d in ("receive", "transmit"):
-            for k in ("bytes", "packets", "errs", "drop", "fifo", "compressed"):
-                out.append((f"node_network_{d}_{k}_total", {"device": dev}, "counter"))
-    for dev in ("mmcblk0", "nvme0n1", "sda"):
-        for k in ("reads_completed", "writes_completed", "read_bytes", "written_bytes", "io_time_seconds"):
-            out.append((f"node_disk_{k}_total", {"device": dev}, "counter"))
-    for z in range(7):
-        out.append(("node_thermal_zone_temp", {"type": f"soc-thermal{z}", "zone": str(z)}, "gauge"))
-    for m in range(4):
-        for k in ("rssi_dbm", "rsrp_dbm", "rsrq_db", "sinr_db", "rx_bytes_total", "tx_bytes_total"):
-            out.append((f"belabox_modem_{k}", {"modem": f"m{m:02x}"}, "gauge"))
-    k = 0
-    while len(out) < n:
-        out.append((f"node_memory_Field{k}_bytes", {}, "gauge"))
-        k += 1
-    return out[:n]
-
-
-def fill_spool(spool: Spool, total: int, per_batch: int, wall0_ms: int) -> int:
-    series = series_set(per_batch)
-    n = 0
-    b = 0
+def fill_spool(spool: Spool, total: int) -> int:
+    """Batches of the shared 300-series generator (tests/support/spoolgen.py), whose counters,
+    gauges and temperatures move like a BELABOX's: harder to compress than a synthetic ramp."""
+    gen = BatchGen(seed=7)
+    n = b = 0
     while n < total:
-        k = min(per_batch, total - n)
-        wall = wall0_ms + b * STEP_MS
-        samples = []
-        for i, (name, labels, kind) in enumerate(series[:k]):
-            if kind == "counter":
-                v = float(1_000_000 * (i + 1) + b * (137 * (i % 13) + 11))
-            else:
-                v = round(40.0 + ((b * 7 + i * 3) % 200) / 10.0, 1)
-            samples.append(sample(name, v, labels))
-        spool.append(Batch(tuple(samples), wall, "bench-boot", b * STEP_MS * 1_000_000, True))
-        n += k
+        batch = gen.batch()
+        if n + len(batch) > total:
+            batch = Batch(batch.samples[:total - n], batch.wall_ms, batch.boot_id, batch.boottime_ns, True)
+        spool.append(batch)
+        n += len(batch)
         b += 1
         if b % 500 == 0:
             spool.flush()
@@ -103,7 +73,6 @@ def compare_levels(spool: Spool, batch_size: int, chunk_size: int) -> None:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--samples", type=int, default=1_000_000)
-    ap.add_argument("--series", type=int, default=300, help="series per batch")
     ap.add_argument("--batch-size", type=int, default=50_000, help="remote.batch_size for the run")
     ap.add_argument("--chunk-size", type=int, default=1_000, help="remote.chunk_size for the run")
     ap.add_argument("--levels", action="store_true", help="compare gzip levels and exit")
@@ -115,8 +84,7 @@ def main(argv: list[str] | None = None) -> int:
         work.mkdir(parents=True, exist_ok=True)
         spool = Spool.open(str(work / "metrics.db"), config.StorageConfig(max_size_mb=1024))
         t0 = time.perf_counter()
-        wall0 = int(time.time() * 1000) - 86_400_000 * 20  # a backlog from three weeks ago
-        batches = fill_spool(spool, args.samples, args.series, wall0)
+        batches = fill_spool(spool, args.samples)
         pending = spool.stats().pending_samples
         print(f"spool: {pending} samples in {batches} batches, filled in {time.perf_counter() - t0:.1f}s, "
               f"{sum(f.stat().st_size for f in work.glob('metrics.db*')) / 1e6:.1f} MB on disk")

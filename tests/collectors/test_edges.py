@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 from pathlib import Path
 
@@ -168,3 +169,60 @@ def test_disks_from_the_discovery_registry_when_it_runs():
 
     got = build_collectors(ctx(HARDWARE / "rk3588-orangepi5plus", registry=Discovery()), only=["diskstats"])[0]
     assert {s.label("device") for s in got.collect()} == {"nvme0n1"}
+
+
+def test_slow_statvfs_skips_that_mount_with_backoff_and_keeps_the_others():
+    clock = {"t": 0.0, "slow": None}
+
+    def monotonic():
+        return clock["t"]
+
+    def statvfs(path):
+        if clock["slow"] and path.endswith(clock["slow"]):
+            clock["t"] += 30.0  # this mount's statvfs hung for 30 s before it returned
+        return os.statvfs(path)
+
+    tree = HARDWARE / "rk3588-orangepi5plus"
+    c = FilesystemCollector(ctx(tree), monotonic=monotonic, statvfs=statvfs)
+    mounts = {s.label("mountpoint") for s in c.collect()}
+    assert mounts == {"/", "/boot", "/data", "/var/log", "/tmp"}
+
+    clock["slow"] = "/data"
+    c.collect()  # the slow one: it returns late, and is remembered
+    clock["slow"] = None
+    skipped = c.collect()
+    data = [s for s in skipped if s.label("mountpoint") == "/data"]
+    assert [(s.name, s.value) for s in data] == [("node_filesystem_device_error", 1.0)]
+    assert {s.label("mountpoint") for s in skipped if s.name == "node_filesystem_size_bytes"} == mounts - {"/data"}
+    assert c.problems == ["/data: statvfs was slow, skipped"]
+    after = c.collect()  # skipped for one cycle only after the first slow call
+    assert any(s.name == "node_filesystem_size_bytes" and s.label("mountpoint") == "/data" for s in after)
+
+
+def test_a_blocking_sysfs_read_is_cut_off_and_the_cycle_goes_on(tmp_path):
+    """A thermal zone whose ``temp`` blocks forever (a FIFO nobody writes: like a read from a
+    wedged I2C sensor, it sleeps in the kernel where Python cannot interrupt it)."""
+    tree = tmp_path / "board"
+    shutil.copytree(HARDWARE / "generic", tree, symlinks=True)
+    temp = tree / "sys/devices/virtual/thermal/thermal_zone1/temp"
+    temp.unlink()
+    os.mkfifo(temp)
+    cfg = config.loads("collection_interval: 10s\ncollectors:\n  thermal:\n    timeout: 200ms\n")
+    health, sm = Registry(), SelfMetrics()
+    c = ctx(tree, cfg, selfmetrics=sm)
+    runner = CollectorRunner(build_collectors(c, only=["cpu", "thermal", "meminfo"]), cfg, health, sm)
+    try:
+        got = runner.run_due(0.0)
+        assert {s.name for s in got} >= {"node_cpu_seconds_total", "node_memory_MemTotal_bytes"}
+        assert not [s for s in got if s.name == "node_thermal_zone_temp"]
+        assert health.get("collector.thermal").status == "error"
+        assert "timed out after 0.2s" in health.get("collector.thermal").message
+        assert health.get("collector.cpu").status == "ok"
+        second = runner.run_due(10.0)  # backoff: thermal is not started again
+        assert "node_cpu_seconds_total" in {s.name for s in second}
+        assert sm.value("metrics_collector_collector_errors_total", {"collector": "thermal"}) == 1
+    finally:
+        fd = os.open(temp, os.O_WRONLY | os.O_NONBLOCK)  # release the blocked reader
+        os.write(fd, b"40000\n")
+        os.close(fd)
+        runner.close()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import subprocess
 import time
 from collections import Counter
 
@@ -111,7 +112,7 @@ def test_400_for_everything_is_not_a_poison_sample_and_drops_nothing(server, env
     assert not res.ok and "refuses every part" in res.error
     assert env.pending() == 200 and not res.dropped
     assert len(server.requests) <= 1 + 8  # gives up after a few blind halvings
-    assert env.uploader_health().status == health.DEGRADED
+    assert env.uploader_health().status == health.ERROR  # an endpoint problem a person must fix
 
 
 def test_413_over_a_size_is_bisected_and_everything_arrives(server, envs):
@@ -141,7 +142,7 @@ def test_401_403_are_final_mark_health_error_and_keep_the_data(server, envs, sta
     assert env.pending() == 30 and not res.dropped
     assert env.failures(f"http_{status}") == 1
     h = env.uploader_health()
-    assert h.status == health.ERROR and "not authorised" in h.message
+    assert h.status == health.ERROR and "rejected the auth token" in h.message
     assert env.health.overall() == health.ERROR
     # the next cycle that gets through clears it
     server.respond = lambda req: Reply(204)
@@ -269,28 +270,49 @@ def test_backlog_is_paced_by_the_byte_budget_and_stops_at_the_interval(server, e
     assert env.uploader.cycle().ok and env.pending() < before
 
 
-def test_timekeeper_corrects_or_parks_batches(server, envs):
-    class Timekeeper:
-        def __init__(self):
-            self.observed = []
+def test_a_box_booted_in_1970_gets_its_times_from_the_servers_date(server, envs, tmp_path):
+    """The real Timekeeper: batches of this boot wait (parked) until a server Date gives the
+    offset, then go with corrected times; an untrusted batch of an earlier boot stays parked."""
+    from belabox_metrics.timekeeping import Timekeeper
 
-        def correct(self, sl):
-            return None if sl.boot_id == "old-boot" else sl.wall_ms + 60_000
+    procfs = tmp_path / "proc"
+    (procfs / "sys/kernel/random").mkdir(parents=True)
+    (procfs / "sys/kernel/random/boot_id").write_text("boot-this\n")
+    t0 = time.monotonic()
+    true_now_s = time.time()
 
-        def observe_response(self, date, t_sent, t_recv):
-            self.observed.append((date, t_sent, t_recv))
+    def boottime_ns():  # booted 500 s ago
+        return int((500.0 + time.monotonic() - t0) * 1e9)
 
-    tk = Timekeeper()
-    env = envs(make_config(server.url()), timekeeper=tk)
-    now = int(time.time() * 1000)
-    env.spool.append(Batch((sample("x", 1.0),), now - 100_000, "old-boot", 0, False))
-    env.spool.append(Batch((sample("x", 2.0),), now - 90_000, "this-boot", 0, False))
+    def wall():  # the RTC-less board thinks it is 1970, 10 s after boot
+        return 10.0 + (time.monotonic() - t0) + 500.0
+
+    cfg = make_config(server.url())
+    tk = Timekeeper(cfg, procfs=str(procfs), wall=wall, boottime=boottime_ns, kernel_synced=lambda: False)
+    env = envs(cfg, timekeeper=tk, wall=wall)
+    boot_then = boottime_ns() - 30 * 10**9  # collected 30 s ago by boottime
+    env.spool.append(Batch((sample("x", 1.0),), int(wall() * 1000) - 30_000, "boot-this", boot_then, False))
+    env.spool.append(Batch((sample("x", 2.0),), int(wall() * 1000) - 20_000, "boot-earlier", 1, False))
     env.spool.flush()
-    res = env.uploader.cycle()
-    assert res.ok and res.parked_batches == 1 and res.sent_samples == 1
-    assert samples_of(server.requests)[0][1:] == (now - 90_000 + 60_000, 2.0)
-    assert env.spool.stats().parked_batches == 1
-    assert tk.observed and tk.observed[0][0]  # the server's Date header reached the timekeeper
+
+    first = env.uploader.cycle()  # no time source yet: both wait, nothing is sent with a 1970 time
+    assert first.ok and first.parked_batches == 2 and server.requests == []
+
+    # Yesterday's backlog, stamped while the clock was synchronised, is not "in the future"
+    # just because this boot's clock says 1970: it goes, and its answer's Date is the time source.
+    env.spool.append(Batch((sample("y", 3.0),), int((true_now_s - 86_400) * 1000), "boot-yesterday", 1, True))
+    env.spool.flush()
+    second = env.uploader.cycle()
+    assert second.ok and second.sent_samples == 1 and tk.offset_ns() is not None
+
+    third = env.uploader.cycle()  # this boot's batch is unparked and re-stamped from boottime
+    assert third.ok and third.sent_samples == 1
+    (key, ts, value), = samples_of([server.requests[-1]])
+    assert dict(key)["__name__"] == "x" and value == 1.0
+    assert abs(ts - (true_now_s - 30) * 1000) < 3000  # the true collection time, not 1970
+    assert env.spool.stats().parked_batches == 1  # the earlier boot's batch cannot be fixed
+    assert env.pending() == 0
+    assert env.dropped("invalid") == 0
 
 
 def test_stop_interrupts_a_backoff_promptly(server, envs):
@@ -417,3 +439,39 @@ def test_stop_gives_up_the_last_try_when_the_server_hangs(server, envs):
     env.uploader.stop(timeout=1.0)
     assert time.monotonic() - t0 < 1.5  # the request timeout shrank to the stop budget
     assert env.pending() == 5
+
+
+def _self_signed(tmp_path):
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=127.0.0.1",
+                    "-addext", "subjectAltName=IP:127.0.0.1", "-keyout", str(key), "-out", str(cert)],
+                   check=True, capture_output=True, timeout=60)
+    return str(cert), str(key)
+
+
+def test_tls_is_verified_and_an_untrusted_certificate_sends_nothing(envs, tmp_path, monkeypatch):
+    monkeypatch.delenv("REQUESTS_CA_BUNDLE", raising=False)
+    monkeypatch.delenv("CURL_CA_BUNDLE", raising=False)
+    cert, key = _self_signed(tmp_path)
+    with ImportServer(tls=(cert, key)) as srv:
+        env = envs(make_config(srv.url()))
+        fill(env.spool, batches=1, series=3)
+        res = env.uploader.cycle()
+        assert not res.ok and srv.requests == []
+        assert env.failures("tls") == 1  # not retried: a certificate does not fix itself in seconds
+        assert env.pending() == 3 and env.uploader_health().status == health.DEGRADED
+        monkeypatch.setenv("REQUESTS_CA_BUNDLE", cert)  # the operator's way to trust a private CA
+        assert env.uploader.cycle().ok and env.pending() == 0 and len(srv.requests) == 1
+
+
+def test_url_credentials_and_query_never_reach_logs_or_health(envs, caplog):
+    from tests.support.vm import free_port
+    url = f"http://user:PWSECRET@127.0.0.1:{free_port()}/api/v1/import?key=QSECRET"
+    env = envs(make_config(url, retry={"max_attempts": 2}))
+    fill(env.spool, batches=1, series=1)
+    caplog.set_level(logging.DEBUG)
+    res = env.uploader.cycle()
+    assert not res.ok
+    everything = caplog.text + json.dumps(env.health.report()) + str(res)
+    assert "127.0.0.1" in everything
+    assert "PWSECRET" not in everything and "QSECRET" not in everything

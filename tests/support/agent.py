@@ -77,8 +77,8 @@ class AgentProcess:
             try:
                 if predicate():
                     return
-            except requests.RequestException:
-                pass
+            except (requests.RequestException, KeyError, TypeError, ValueError):
+                pass  # not answering yet, or that component has not reported yet
             time.sleep(0.2)
         raise AssertionError(f"timed out waiting for {what}:\n{self.log()[-3000:]}")
 

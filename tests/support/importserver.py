@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import ssl
 import threading
 import time
 from collections.abc import Callable
@@ -50,7 +51,8 @@ def accept_all(req: Request) -> Reply:
 
 
 class ImportServer:
-    def __init__(self, respond: Respond = accept_all):
+    def __init__(self, respond: Respond = accept_all, tls: tuple[str, str] | None = None):
+        """``tls``: (certfile, keyfile) to serve HTTPS."""
         self.respond = respond
         self.requests: list[Request] = []
         self._lock = threading.Lock()
@@ -88,12 +90,18 @@ class ImportServer:
 
         self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.httpd.daemon_threads = True
+        self.scheme = "http"
+        if tls is not None:
+            ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            ctx.load_cert_chain(*tls)
+            self.httpd.socket = ctx.wrap_socket(self.httpd.socket, server_side=True)
+            self.scheme = "https"
         self.port = self.httpd.server_address[1]
         self._thread = threading.Thread(target=self.httpd.serve_forever, args=(0.05,), name="import-server",
                                         daemon=True)
 
     def url(self, path: str = "/api/v1/import") -> str:
-        return f"http://127.0.0.1:{self.port}{path}"
+        return f"{self.scheme}://127.0.0.1:{self.port}{path}"
 
     def start(self) -> ImportServer:
         self._thread.start()

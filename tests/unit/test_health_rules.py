@@ -249,3 +249,13 @@ def test_update_takes_a_rule_verdict_positionally():
 def test_update_rejects_unknown_status():
     with pytest.raises(ValueError):
         Registry().update("x", "fine", "")
+
+
+def test_uploader_error_when_the_endpoint_refuses_everything():
+    status, msg, _ = up(config_error="HTTP 404 (not found)", last_cycle_failed=True, last_error="HTTP 404")
+    assert status == ERROR and "404" in msg
+
+
+def test_uploader_waiting_for_token_wording():
+    status, msg, _ = up(token_error="token file /x does not exist (yet)")
+    assert status == ERROR and msg.startswith("waiting for token: token file /x")

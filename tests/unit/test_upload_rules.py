@@ -1,53 +1,14 @@
-"""Pure parts of the uploader: the health rule, the byte budget, status classification, URL redaction."""
+"""Pure parts of the uploader: the byte budget, status classification, URL redaction.
+
+The `uploader` health rule is health.uploader_health (tests/unit/test_health_rules.py)."""
 
 from __future__ import annotations
 
 import pytest
 
-from belabox_metrics.health import DEGRADED, ERROR, OK
 from belabox_metrics.transport import AUTH, FATAL, GAVE_UP, REJECTED, classify_status, redact_url
 from belabox_metrics.transport import OK as SENT
-from belabox_metrics.upload import ByteBudget, uploader_status
-
-
-def status(**kw):
-    args = dict(token_problem=None, auth_error=None, config_error=None, cycle_error=None, since_success=5.0,
-                interval=60.0, pending=100)
-    args.update(kw)
-    return uploader_status(**args)
-
-
-def test_healthy_uploader_is_ok():
-    assert status() == (OK, "uploading metrics")
-
-
-def test_one_failed_cycle_is_degraded_not_error():
-    """Tidewatch W6: one failed cycle made /health 503 on a flaky cellular link."""
-    assert status(cycle_error="HTTP 503")[0] == DEGRADED
-
-
-@pytest.mark.parametrize("kw, word", [
-    ({"token_problem": "token file /x does not exist (yet)"}, "waiting for token: token file /x"),
-    ({"auth_error": "HTTP 401"}, "not authorised"),
-    ({"config_error": "HTTP 404 (not found)"}, "upload refused"),
-    ({"since_success": 601.0, "pending": 10_000}, "no successful upload in over 10 minutes"),
-])
-def test_errors_are_what_a_person_must_fix(kw, word):
-    st, msg = status(**kw)
-    assert st == ERROR and word in msg
-
-
-def test_a_long_outage_with_a_small_backlog_is_only_degraded():
-    assert status(since_success=3600.0, pending=9_999)[0] == DEGRADED
-    assert status(since_success=601.0, pending=10_000)[0] == ERROR
-
-
-@pytest.mark.parametrize("pending, since, expected", [
-    (4_999, 5.0, OK), (5_000, 5.0, DEGRADED), (10_000, 5.0, DEGRADED),
-    (0, 120.0, OK), (0, 121.0, DEGRADED),
-])
-def test_thresholds(pending, since, expected):
-    assert status(pending=pending, since_success=since)[0] == expected
+from belabox_metrics.upload import ByteBudget
 
 
 class Clock:

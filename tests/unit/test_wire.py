@@ -83,7 +83,8 @@ def test_device_id_and_extra_labels_on_every_line_and_never_overridden_by_the_sa
         sample("m", 1.0, {"device_id": "spoofed", "site": "sample-site", "iface": "wwan0"}),
         sample("n", 2.0),
     ])
-    enc = Encoder("real-dev", {"site": "studio", "fleet": "eu", "device_id": "extra-spoof", "__name__": "x"})
+    enc = Encoder("real-dev", {"site": "studio", "fleet": "eu", "device_id": "extra-spoof", "__name__": "x",
+                               "__meta": "y"})
     rows = decode(enc.encode([whole(s)]))
     by_name = {r["metric"]["__name__"]: r["metric"] for r in rows}
     assert by_name["m"] == {"__name__": "m", "device_id": "real-dev", "site": "studio", "fleet": "eu",
@@ -164,3 +165,9 @@ def test_realistic_batches_cost_under_six_bytes_per_sample():
     body = Encoder("rk3588-0001", {"fleet": "eu"}, chunk_size=50).encode([whole(s) for s in slices])
     assert body.samples == 30_000
     assert len(body.data) / body.samples < 6.0
+
+
+def test_unknown_now_has_no_future_limit_but_keeps_the_1970_floor():
+    sl = make_slice(1, NOW_MS, [sample("x", 1.0, ts_ms=NOW_MS + 10 * FUTURE_SLACK_MS), sample("x", 1.0, ts_ms=5)])
+    valid, invalid = Validator().split([whole(sl)], None)
+    assert count(valid) == 1 and [r for _, r in invalid] == ["too_old"]

@@ -7,10 +7,8 @@ exports to user space (node_exporter's procfs hard-codes the same).
 
 from __future__ import annotations
 
-import os
-
 from belabox_metrics.collectors import Collector
-from belabox_metrics.collectors.files import read_text
+from belabox_metrics.collectors.files import OpenAttributes
 from belabox_metrics.samples import Sample
 
 USER_HZ = 100.0
@@ -39,7 +37,8 @@ class CpuCollector(Collector):
 
     def __init__(self, ctx):
         super().__init__(ctx)
-        self._path = os.path.join(ctx.procfs, "stat")
+        self._procfs = ctx.procfs
+        self._files = OpenAttributes(2)
         self._labels: dict[str, tuple] = {}
 
     def _labels_for(self, cpu: str) -> tuple:
@@ -52,7 +51,9 @@ class CpuCollector(Collector):
 
     def collect(self) -> list[Sample]:
         out: list[Sample] = []
-        for cpu, values in parse_cpu_lines(read_text(self._path)):
+        self._files.check(self._procfs)
+        text = self._files.read(self._procfs, "stat").decode("ascii", "replace")
+        for cpu, values in parse_cpu_lines(text):
             labels, guest_labels = self._labels_for(cpu)
             for i, lab in enumerate(labels):
                 if values[i] >= 0:
@@ -63,3 +64,6 @@ class CpuCollector(Collector):
                 if values[8 + i] >= 0:
                     out.append(Sample("node_cpu_guest_seconds_total", lab, values[8 + i] / USER_HZ))
         return out
+
+    def close(self) -> None:
+        self._files.close()

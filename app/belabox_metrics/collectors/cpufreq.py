@@ -2,9 +2,10 @@
 ``cpufreq``, plus the throttle counters its ``cpu`` collector reads).
 
 Sources: <sysfs>/devices/system/cpu/cpuN/cpufreq (Documentation/admin-guide/pm/cpufreq.rst,
-values in kHz) and cpuN/thermal_throttle (x86 only: Documentation/x86/... "thermal_throttle").
-On ARM boards the evidence of thermal throttling is the cpufreq cooling devices'
-``cur_state``, reported by the thermal collector, and scaling_max below cpuinfo_max here.
+values in kHz), a link to the policy shared by a cluster of cores (policy0/4/6 on RK3588),
+read once per policy and reported per CPU; and cpuN/thermal_throttle (x86 only,
+Documentation/arch/x86/...). On ARM boards the evidence of thermal throttling is the cpufreq
+cooling devices' ``cur_state`` (thermal collector) and scaling_max below cpuinfo_max here.
 ``cpuinfo_cur_freq`` is root-only on most kernels; unreadable means omitted.
 """
 
@@ -14,7 +15,7 @@ import os
 import re
 
 from belabox_metrics.collectors import Collector
-from belabox_metrics.collectors.files import list_dir, read_int
+from belabox_metrics.collectors.files import OpenAttributes, list_dir
 from belabox_metrics.samples import Sample
 
 FREQ_FILES = (
@@ -26,6 +27,7 @@ FREQ_FILES = (
     ("scaling_min_freq", "node_cpu_scaling_frequency_min_hertz"),
 )
 _CPU_DIR = re.compile(r"^cpu(\d+)$")
+MAX_OPEN_FILES = 128
 
 
 class CpufreqCollector(Collector):
@@ -35,6 +37,8 @@ class CpufreqCollector(Collector):
         super().__init__(ctx)
         self._dir = os.path.join(ctx.sysfs, "devices", "system", "cpu")
         self._cpus: list[str] | None = None
+        self._policy: dict[str, str] = {}  # cpu number -> its policy directory
+        self._files = OpenAttributes(MAX_OPEN_FILES)
 
     def _cpu_numbers(self) -> list[str]:
         # CPU hotplug changes which are online, not which cpuN directories exist.
@@ -45,31 +49,48 @@ class CpufreqCollector(Collector):
 
     def collect(self) -> list[Sample]:
         out = []
+        files = self._files
+        values: dict[str, list[tuple[str, float]]] = {}  # policy dir -> [(metric, Hz)]
         packages: dict[str, int] = {}
         cores: set[tuple] = set()
+        seen = set()
         for n in self._cpu_numbers():
-            base = os.path.join(self._dir, "cpu" + n)
-            freq = os.path.join(base, "cpufreq")
+            link = os.path.join(self._dir, "cpu" + n, "cpufreq")
+            policy = self._policy.get(n)
+            if policy is None or not os.path.exists(link):
+                if not os.path.exists(link):
+                    continue  # offline, or no cpufreq driver
+                policy = self._policy[n] = os.path.realpath(link)
+            seen.add(policy)
+            freqs = values.get(policy)
+            if freqs is None:
+                freqs = values[policy] = []
+                if files.check(policy):
+                    for fname, metric in FREQ_FILES:
+                        khz = files.read_int(policy, fname)
+                        if khz is not None:
+                            freqs.append((metric, khz * 1000.0))
             labels = (("cpu", n),)
-            for fname, metric in FREQ_FILES:
-                khz = read_int(os.path.join(freq, fname))
-                if khz is not None:
-                    out.append(Sample(metric, labels, khz * 1000.0))
-            out.extend(self._throttles(base, packages, cores))
+            out.extend(Sample(metric, labels, hz) for metric, hz in freqs)
+            out.extend(self._throttles(n, packages, cores, seen))
         out.extend(Sample("node_cpu_package_throttles_total", (("package", p),), float(v))
                    for p, v in sorted(packages.items()))
+        files.retain(seen)
         return out
 
-    def _throttles(self, base: str, packages: dict[str, int], cores: set[tuple]) -> list[Sample]:
-        core_count = read_int(os.path.join(base, "thermal_throttle", "core_throttle_count"))
-        if core_count is None:
+    def _throttles(self, n: str, packages: dict[str, int], cores: set[tuple], seen: set) -> list[Sample]:
+        base = os.path.join(self._dir, "cpu" + n)
+        files = self._files
+        if not os.path.isdir(os.path.join(base, "thermal_throttle")) or not files.check(base):
             return []
-        package = read_int(os.path.join(base, "topology", "physical_package_id"))
-        core = read_int(os.path.join(base, "topology", "core_id"))
-        if package is None or core is None:
+        seen.add(base)
+        core_count = files.read_int(base, "thermal_throttle/core_throttle_count")
+        package = files.read_int(base, "topology/physical_package_id")
+        core = files.read_int(base, "topology/core_id")
+        if core_count is None or package is None or core is None:
             return []
         pkg = str(package)
-        pkg_count = read_int(os.path.join(base, "thermal_throttle", "package_throttle_count"))
+        pkg_count = files.read_int(base, "thermal_throttle/package_throttle_count")
         if pkg_count is not None:
             packages[pkg] = pkg_count
         labels = (("core", str(core)), ("package", pkg))
@@ -78,3 +99,6 @@ class CpufreqCollector(Collector):
             return []
         cores.add(labels)
         return [Sample("node_cpu_core_throttles_total", labels, float(core_count))]
+
+    def close(self) -> None:
+        self._files.close()

@@ -15,7 +15,7 @@ import os
 import re
 
 from belabox_metrics.collectors import Collector
-from belabox_metrics.collectors.files import list_dir, read_text
+from belabox_metrics.collectors.files import OpenAttributes, list_dir
 from belabox_metrics.samples import Sample
 
 SECTOR_BYTES = 512
@@ -65,6 +65,7 @@ class DiskstatsCollector(Collector):
         super().__init__(ctx)
         self._block = os.path.join(ctx.sysfs, "block")
         self._allowed = re.compile(ctx.config.disk.allowed_devices)
+        self._files = OpenAttributes(64)
 
     def devices(self) -> list[str]:
         """Disks discovery reports when it runs (design §8), else the whole disks in <sysfs>/block."""
@@ -74,10 +75,19 @@ class DiskstatsCollector(Collector):
 
     def collect(self) -> list[Sample]:
         out = []
+        seen = set()
         for dev in self.devices():
-            try:
-                text = read_text(os.path.join(self._block, dev, "stat"))
-            except FileNotFoundError:
+            base = os.path.join(self._block, dev)
+            seen.add(base)
+            if not self._files.check(base):
                 continue  # removed since it was listed
+            try:
+                text = self._files.read(base, "stat").decode("ascii")
+            except FileNotFoundError:
+                continue
             out.extend(disk_samples(dev, parse_stat(text)))
+        self._files.retain(seen)
         return out
+
+    def close(self) -> None:
+        self._files.close()

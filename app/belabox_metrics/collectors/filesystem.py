@@ -16,7 +16,7 @@ import re
 import time
 
 from belabox_metrics.collectors import Collector
-from belabox_metrics.collectors.files import read_text
+from belabox_metrics.collectors.files import OpenAttributes
 from belabox_metrics.samples import Sample
 
 # node_exporter 1.5's defaults (collector/filesystem_linux.go).
@@ -58,22 +58,26 @@ def wanted(mountpoint: str, fstype: str) -> bool:
 class FilesystemCollector(Collector):
     name = "filesystem"
 
-    def __init__(self, ctx, monotonic=time.monotonic):
+    def __init__(self, ctx, monotonic=time.monotonic, statvfs=os.statvfs):
         super().__init__(ctx)
-        self._mountinfo = (os.path.join(ctx.procfs, "1", "mountinfo"),
-                           os.path.join(ctx.procfs, "self", "mountinfo"))
+        self._pid_dirs = (os.path.join(ctx.procfs, "1"), os.path.join(ctx.procfs, "self"))
+        self._files = OpenAttributes(2)
         self._rootfs = ctx.rootfs
         cc = ctx.config.collectors
         self._slow_after = (cc.get(self.name).timeout or cc.default_timeout) / 2
         self._stuck: dict[str, tuple[int, int]] = {}  # mountpoint -> (cycles left, times stuck)
         self._monotonic = monotonic
+        self._statvfs = statvfs
         self.problems: list[str] = []
 
     def _read_mounts(self) -> str:
+        first, fallback = self._pid_dirs
         try:
-            return read_text(self._mountinfo[0])
+            self._files.check(first)
+            return self._files.read(first, "mountinfo").decode("utf-8", "replace")
         except (FileNotFoundError, PermissionError):
-            return read_text(self._mountinfo[1])  # hidepid=2 hides PID 1
+            self._files.check(fallback)  # hidepid=2 hides PID 1
+            return self._files.read(fallback, "mountinfo").decode("utf-8", "replace")
 
     def collect(self) -> list[Sample]:
         self.problems = []
@@ -99,7 +103,7 @@ class FilesystemCollector(Collector):
                 return [Sample("node_filesystem_device_error", labels, 1.0)]
         t0 = self._monotonic()
         try:
-            st = os.statvfs(os.path.join(self._rootfs, mountpoint.lstrip("/")))
+            st = self._statvfs(os.path.join(self._rootfs, mountpoint.lstrip("/")))
         except OSError as e:
             self.problems.append(f"{mountpoint}: {e.strerror}")
             return [Sample("node_filesystem_device_error", labels, 1.0)]
@@ -121,3 +125,6 @@ class FilesystemCollector(Collector):
             Sample("node_filesystem_readonly", labels, 1.0 if ro else 0.0),
             Sample("node_filesystem_device_error", labels, 0.0),
         ]
+
+    def close(self) -> None:
+        self._files.close()

@@ -20,7 +20,7 @@ import os
 import re
 
 from belabox_metrics.collectors import Collector
-from belabox_metrics.collectors.files import list_dir, read_bytes, read_optional
+from belabox_metrics.collectors.files import OpenAttributes, list_dir, read_optional
 from belabox_metrics.samples import Sample
 
 SENSOR_TYPES = frozenset(("vrm", "beep_enable", "update_interval", "in", "cpu", "fan", "pwm", "temp",
@@ -28,6 +28,7 @@ SENSOR_TYPES = frozenset(("vrm", "beep_enable", "update_interval", "in", "cpu", 
 _FILENAME = re.compile(r"^(?P<type>[^0-9]+)(?P<id>[0-9]*)?(_(?P<property>.+))?$")
 _INVALID = re.compile(r"[^a-z0-9:_]")
 _IIO_RAIL = re.compile(r"^rail_name_(\d+)$")
+MAX_OPEN_FILES = 256
 
 
 def clean_name(name: str) -> str:
@@ -103,29 +104,30 @@ class _Chip:
     """What one hwmon directory holds, worked out once: sensor files do not come and go
     while the device exists."""
 
-    __slots__ = ("chip", "chip_type", "reads", "labels", "rails")
+    __slots__ = ("dir", "chip", "chip_type", "reads", "labels", "rails")
 
     def __init__(self, hwmon_dir: str):
+        self.dir = hwmon_dir
         self.chip = chip_name(hwmon_dir)
         self.chip_type = clean_name(read_optional(os.path.join(hwmon_dir, "name")) or "")
         files: dict[str, dict[str, str]] = {}  # sensor -> element -> path
         types: dict[str, str] = {}
-        dirs = [hwmon_dir]
+        subdirs = [""]  # file names are kept relative to the hwmon directory
         if os.path.exists(os.path.join(hwmon_dir, "device")):
-            dirs.append(os.path.join(hwmon_dir, "device"))
-        for d in dirs:
-            for fname in list_dir(d):
+            subdirs.append("device")
+        for sub in subdirs:
+            for fname in list_dir(os.path.join(hwmon_dir, sub)):
                 parts = split_sensor_file(fname)
                 if parts is None:
                     continue
-                path = os.path.join(d, fname)
-                if os.path.isdir(path):
+                rel = os.path.join(sub, fname) if sub else fname
+                if os.path.isdir(os.path.join(hwmon_dir, rel)):
                     continue
                 stype, sensor, element = parts
                 types[sensor] = stype
-                files.setdefault(sensor, {})[element] = path
-        self.reads: list[tuple[str, tuple, str, float]] = []  # (metric, labels, path, scale)
-        self.labels: dict[str, str] = {}  # sensor -> label file path
+                files.setdefault(sensor, {})[element] = rel
+        self.reads: list[tuple[str, tuple, str, float]] = []  # (metric, labels, file, scale)
+        self.labels: dict[str, str] = {}  # sensor -> label file
         for sensor in sorted(files):
             stype, elements = types[sensor], files[sensor]
             lab = (("chip", self.chip), ("sensor", sensor))
@@ -168,6 +170,8 @@ class HwmonCollector(Collector):
         self._class = os.path.join(ctx.sysfs, "class", "hwmon")
         self._iio = os.path.join(ctx.sysfs, "bus", "iio", "devices")
         self._chips: dict[str, _Chip] = {}
+        self._files = OpenAttributes(MAX_OPEN_FILES)
+        self._iio_seen: set[str] = set()
         self.problems: list[str] = []
 
     def collect(self) -> list[Sample]:
@@ -179,61 +183,69 @@ class HwmonCollector(Collector):
         for entry in entries:
             out.extend(self._chip(entry))
         out.extend(self._iio_rails())
+        self._files.retain({c.dir for c in self._chips.values()} | self._iio_seen)
         return out
+
+    def close(self) -> None:
+        self._files.close()
 
     def _chip(self, entry: str) -> list[Sample]:
         chip = self._chips[entry]
+        files = self._files
+        if not files.check(chip.dir):
+            self._chips.pop(entry, None)  # unplugged; rebuilt if it returns
+            return []
         out = [Sample("node_hwmon_chip_names", (("chip", chip.chip), ("chip_name", chip.chip_type)), 1.0)] \
             if chip.chip_type else []
-        for sensor, path in chip.labels.items():
-            label = read_optional(path)
+        for sensor, rel in chip.labels.items():
+            label = files.read_optional(chip.dir, rel)
             if label is not None:
                 out.append(Sample("node_hwmon_sensor_label",
                                   (("chip", chip.chip), ("label", label), ("sensor", sensor)), 1.0))
-        for metric, labels, path, scale in chip.reads:
+        for metric, labels, rel, scale in chip.reads:
             try:
-                raw = parse_number(read_bytes(path))
-            except FileNotFoundError:
-                self._chips.pop(entry, None)  # unplugged; rebuilt if it returns
-                return []
+                raw = parse_number(files.read(chip.dir, rel))
             except (OSError, ValueError):
                 continue  # e.g. a fan sensor answering EIO while its controller sleeps
             out.append(Sample(metric, labels, raw / -scale if scale < 0 else raw * scale))
-        for label_path, vpath, cpath in chip.rails:
-            rail = read_optional(label_path)
+        for label_rel, vrel, crel in chip.rails:
+            rail = files.read_optional(chip.dir, label_rel)
             if rail:
-                out.extend(_rail(rail, vpath, cpath, None))
+                out.extend(_rail(files, chip.dir, rail, vrel, crel, None))
         return out
 
     def _iio_rails(self) -> list[Sample]:
         out = []
+        self._iio_seen: set[str] = set()
         for dev in list_dir(self._iio):
             base = os.path.join(self._iio, dev)
+            self._iio_seen.add(base)
+            if not self._files.check(base):
+                continue
             for fname in list_dir(base):
                 m = _IIO_RAIL.match(fname)
                 if m is None:
                     continue
                 n = m.group(1)
-                rail = read_optional(os.path.join(base, fname))
+                rail = self._files.read_optional(base, fname)
                 if rail is None:
                     # L4T ships these root-only; a udev/tmpfiles rule must open them up.
                     self.problems.append(f"{dev}/{fname} is not readable (root-only on L4T)")
                     continue
-                out.extend(_rail(rail, os.path.join(base, f"in_voltage{n}_input"),
-                                 os.path.join(base, f"in_current{n}_input"),
-                                 os.path.join(base, f"in_power{n}_input")))
+                out.extend(_rail(self._files, base, rail, f"in_voltage{n}_input", f"in_current{n}_input",
+                                 f"in_power{n}_input"))
         return out
 
 
-def _rail(rail: str, vpath: str, cpath: str, ppath: str | None) -> list[Sample]:
+def _rail(files: OpenAttributes, base: str, rail: str, vfile: str, cfile: str, pfile: str | None) -> list[Sample]:
     """Rail samples in volts/amps/watts from mV/mA/mW files; power is V*I when there is no file."""
     labels = (("rail", rail),)
     values = {}
-    for key, path in (("v", vpath), ("i", cpath), ("p", ppath)):
-        if path is None:
+    for key, name in (("v", vfile), ("i", cfile), ("p", pfile)):
+        if name is None:
             continue
         try:
-            values[key] = float(read_bytes(path)) / 1000.0
+            values[key] = float(files.read(base, name)) / 1000.0
         except (OSError, ValueError):
             pass
     out = []

@@ -6,11 +6,10 @@ Sources: <procfs>/loadavg, <procfs>/stat and <procfs>/uptime (Documentation/file
 
 from __future__ import annotations
 
-import os
 import time
 
 from belabox_metrics.collectors import Collector
-from belabox_metrics.collectors.files import read_optional, read_text
+from belabox_metrics.collectors.files import OpenAttributes
 from belabox_metrics.samples import Sample
 
 _STAT_METRICS = {
@@ -52,20 +51,25 @@ class LoadavgCollector(Collector):
 
     def __init__(self, ctx, clock=time.time):
         super().__init__(ctx)
-        self._loadavg = os.path.join(ctx.procfs, "loadavg")
-        self._stat = os.path.join(ctx.procfs, "stat")
-        self._uptime = os.path.join(ctx.procfs, "uptime")
+        self._procfs = ctx.procfs
+        self._files = OpenAttributes(4)
         self._clock = clock
 
     def collect(self) -> list[Sample]:
-        load1, load5, load15 = parse_loadavg(read_text(self._loadavg))
+        files, procfs = self._files, self._procfs
+        files.check(procfs)
+        load1, load5, load15 = parse_loadavg(files.read(procfs, "loadavg").decode())
         out = [Sample("node_load1", (), load1), Sample("node_load5", (), load5),
                Sample("node_load15", (), load15)]
-        out.extend(Sample(name, (), value) for name, value in parse_stat_totals(read_text(self._stat)).items())
-        uptime = read_optional(self._uptime)
+        stat = files.read(procfs, "stat").decode("ascii", "replace")
+        out.extend(Sample(name, (), value) for name, value in parse_stat_totals(stat).items())
+        uptime = files.read_optional(procfs, "uptime")
         if uptime:
             # Unlike node_boot_time_seconds (btime is wall clock minus uptime), this does
             # not move when a board without an RTC steps its clock after boot.
             out.append(Sample("belabox_uptime_seconds", (), parse_uptime(uptime)))
         out.append(Sample("node_time_seconds", (), self._clock()))
         return out
+
+    def close(self) -> None:
+        self._files.close()

@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 
 from belabox_metrics.collectors import Collector
-from belabox_metrics.collectors.files import list_dir, read_optional, read_text
+from belabox_metrics.collectors.files import OpenAttributes, list_dir
 from belabox_metrics.samples import Sample
 
 # mm_stat columns (zram.rst) -> metric; the later columns appeared in newer kernels.
@@ -61,14 +61,17 @@ class MeminfoCollector(Collector):
 
     def __init__(self, ctx):
         super().__init__(ctx)
-        self._path = os.path.join(ctx.procfs, "meminfo")
+        self._procfs = ctx.procfs
         self._block = os.path.join(ctx.sysfs, "block")
+        self._files = OpenAttributes(64)
         self._names: dict[str, str] = {}
 
     def collect(self) -> list[Sample]:
         names = self._names
         out = []
-        for key, value in parse_meminfo(read_text(self._path)).items():
+        files = self._files
+        files.check(self._procfs)
+        for key, value in parse_meminfo(files.read(self._procfs, "meminfo").decode("ascii", "replace")).items():
             name = names.get(key)
             if name is None:
                 name = names[key] = "node_memory_" + key
@@ -78,14 +81,24 @@ class MeminfoCollector(Collector):
 
     def _zram(self) -> list[Sample]:
         out = []
+        files = self._files
+        seen = {self._procfs}
         for dev in list_dir(self._block):
             if not dev.startswith("zram"):
                 continue
+            base = os.path.join(self._block, dev)
+            seen.add(base)
+            if not files.check(base):
+                continue
             labels = (("device", dev),)
-            size = read_optional(os.path.join(self._block, dev, "disksize"))
+            size = files.read_optional(base, "disksize")
             if size is None or not size.isdigit() or size == "0":
                 continue  # an unconfigured zram device holds nothing
             out.append(Sample("belabox_zram_disksize_bytes", labels, float(size)))
-            mm = read_optional(os.path.join(self._block, dev, "mm_stat"))
+            mm = files.read_optional(base, "mm_stat")
             out.extend(Sample(name, labels, value) for name, value in parse_mm_stat(mm or "").items())
+        files.retain(seen)
         return out
+
+    def close(self) -> None:
+        self._files.close()

@@ -10,10 +10,11 @@ and phone tethering; bridges and USB gadget ports (Jetson's usb0/rndis0) are lef
 
 from __future__ import annotations
 
+import errno
 import os
 
 from belabox_metrics.collectors import Collector
-from belabox_metrics.collectors.files import list_dir, read_bytes, read_int, read_optional
+from belabox_metrics.collectors.files import OpenAttributes, list_dir, read_optional
 from belabox_metrics.samples import Sample
 
 # node_exporter name -> statistics files summed into it (dev_seq_printf_stats).
@@ -36,7 +37,19 @@ COUNTERS: tuple[tuple[str, tuple[str, ...]], ...] = (
                           "tx_heartbeat_errors")),
     ("transmit_compressed", ("tx_compressed",)),
 )
-_COUNTER_NAMES = tuple((f"node_network_{name}_total", files) for name, files in COUNTERS)
+_COUNTER_NAMES = tuple((f"node_network_{name}_total", tuple("statistics/" + f for f in files))
+                       for name, files in COUNTERS)
+# Link attributes (node_exporter's netclass). The carrier change counters show a modem's
+# link flapping, which byte counters alone hide.
+_LINK_ATTRS = (
+    ("carrier", "node_network_carrier"),
+    ("mtu", "node_network_mtu_bytes"),
+    ("carrier_changes", "node_network_carrier_changes_total"),
+    ("carrier_up_count", "node_network_carrier_up_changes_total"),
+    ("carrier_down_count", "node_network_carrier_down_changes_total"),
+)
+# Enough to keep every attribute of ten interfaces open; more are read with open/close.
+MAX_OPEN_FILES = 360
 
 
 class InterfaceGone(Exception):
@@ -68,15 +81,15 @@ def is_physical(net_dir: str) -> bool:
     return not any(part == "gadget" or part.startswith("gadget.") for part in real.split(os.sep))
 
 
-def _read_counter(path: str) -> int:
+def _read_counter(files: OpenAttributes, base: str, name: str) -> int:
     try:
-        return int(read_bytes(path))
+        return int(files.read(base, name))
     except FileNotFoundError:
-        raise InterfaceGone(path) from None
+        raise InterfaceGone(name) from None
     except OSError as e:
         # ENODEV: the netdev was unregistered between listing and reading.
-        if e.errno == 19:
-            raise InterfaceGone(path) from None
+        if e.errno == errno.ENODEV:
+            raise InterfaceGone(name) from None
         raise
 
 
@@ -87,6 +100,8 @@ class NetdevCollector(Collector):
         super().__init__(ctx)
         self._class_net = os.path.join(ctx.sysfs, "class", "net")
         self._physical: dict[str, bool] = {}
+        self._files = OpenAttributes(MAX_OPEN_FILES)
+        self._seen: set[str] = set()
         self.problems: list[str] = []
 
     def interfaces(self) -> list[str]:
@@ -109,6 +124,7 @@ class NetdevCollector(Collector):
 
     def collect(self) -> list[Sample]:
         self.problems = []
+        self._seen = set()
         names = self.interfaces()
         cap = self.ctx.config.network.max_interfaces
         kept, over = names[:cap], names[cap:]
@@ -122,39 +138,50 @@ class NetdevCollector(Collector):
             if self.ctx.selfmetrics is not None:
                 self.ctx.selfmetrics.inc("metrics_collector_dropped_series_total", dropped,
                                          {"reason": "max_interfaces"})
+        self._files.retain(self._seen)
         return out
 
     def _interface(self, ifname: str) -> list[Sample]:
         base = os.path.join(self._class_net, ifname)
-        stats = os.path.join(base, "statistics")
+        self._seen.add(base)
+        if not self._files.check(base):
+            return []  # listed a moment ago, unplugged since
+        try:
+            return self._read_interface(ifname, base)
+        except InterfaceGone:
+            self._files.forget(base)
+            return []  # half an interface is worse than none; it is gone anyway
+
+    def _read_interface(self, ifname: str, base: str) -> list[Sample]:
+        files = self._files
         dev = (("device", ifname),)
         out = []
-        try:
-            for metric, files in _COUNTER_NAMES:
-                total = 0
-                for f in files:
-                    total += _read_counter(os.path.join(stats, f))
-                out.append(Sample(metric, dev, float(total)))
-        except InterfaceGone:
-            return []  # half an interface is worse than none; it is gone anyway
-        operstate = read_optional(os.path.join(base, "operstate"))
+        for metric, names in _COUNTER_NAMES:
+            total = 0
+            for name in names:
+                total += _read_counter(files, base, name)
+            out.append(Sample(metric, dev, float(total)))
+        operstate = files.read_optional(base, "operstate")
         if operstate is None:
             return []
         out.append(Sample("node_network_up", dev, 1.0 if operstate == "up" else 0.0))
-        for attr, metric in (("carrier", "node_network_carrier"), ("mtu", "node_network_mtu_bytes")):
-            value = read_int(os.path.join(base, attr))
+        for attr, metric in _LINK_ATTRS:
+            value = files.read_int(base, attr)
             if value is not None:  # carrier reads EINVAL while the interface is down
                 out.append(Sample(metric, dev, float(value)))
-        speed = read_int(os.path.join(base, "speed"))
+        speed = files.read_int(base, "speed")
         if speed is not None and speed >= 0:  # -1: unknown (no link, or a USB modem)
             out.append(Sample("node_network_speed_bytes", dev, speed * 1000 * 1000 / 8))
-        info = {
-            "address": read_optional(os.path.join(base, "address")) or "",
-            "broadcast": read_optional(os.path.join(base, "broadcast")) or "",
-            "device": ifname,
-            "duplex": read_optional(os.path.join(base, "duplex")) or "",
-            "ifalias": read_optional(os.path.join(base, "ifalias")) or "",
-            "operstate": operstate,
-        }
-        out.append(Sample("node_network_info", tuple(info.items()), 1.0))
+        info = (
+            ("address", files.read_optional(base, "address") or ""),
+            ("broadcast", files.read_optional(base, "broadcast") or ""),
+            ("device", ifname),
+            ("duplex", files.read_optional(base, "duplex") or ""),
+            ("ifalias", files.read_optional(base, "ifalias") or ""),
+            ("operstate", operstate),
+        )
+        out.append(Sample("node_network_info", info, 1.0))
         return out
+
+    def close(self) -> None:
+        self._files.close()

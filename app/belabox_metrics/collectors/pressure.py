@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 
 from belabox_metrics.collectors import Collector
-from belabox_metrics.collectors.files import read_text
+from belabox_metrics.collectors.files import OpenAttributes
 from belabox_metrics.samples import Sample
 
 # (resource, line kind) -> node_exporter name. node_exporter 1.5 ignores "full" for cpu
@@ -41,12 +41,15 @@ class PressureCollector(Collector):
     def __init__(self, ctx):
         super().__init__(ctx)
         self._dir = os.path.join(ctx.procfs, "pressure")
+        self._files = OpenAttributes(3)
 
     def collect(self) -> list[Sample]:
         out = []
+        if not self._files.check(self._dir):
+            return out  # no PSI on this kernel
         for resource in ("cpu", "io", "memory"):
             try:
-                text = read_text(os.path.join(self._dir, resource))
+                text = self._files.read(self._dir, resource).decode()
             except OSError:
                 continue  # no PSI on this kernel
             for kind, seconds in parse_psi(text).items():
@@ -54,3 +57,6 @@ class PressureCollector(Collector):
                 if name:
                     out.append(Sample(name, (), seconds))
         return out
+
+    def close(self) -> None:
+        self._files.close()

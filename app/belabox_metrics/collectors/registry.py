@@ -25,6 +25,7 @@ COLLECTORS: tuple[tuple[str, str, str], ...] = (
     ("thermal", "belabox_metrics.collectors.thermal", "ThermalCollector"),
     ("hwmon", "belabox_metrics.collectors.hwmon", "HwmonCollector"),
     ("loadavg", "belabox_metrics.collectors.loadavg", "LoadavgCollector"),
+    ("modem", "belabox_metrics.collectors.modem", "ModemCollector"),
     ("selfstats", "belabox_metrics.collectors.selfstats", "SelfstatsCollector"),
 )
 SYSTEM_COLLECTOR_NAMES = tuple(name for name, _, _ in COLLECTORS)

@@ -59,10 +59,9 @@ class _Job:
 
 
 class _Worker(threading.Thread):
-    def __init__(self, monotonic):
+    def __init__(self):
         super().__init__(name="collector-worker", daemon=True)
         self.jobs: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
-        self._monotonic = monotonic
 
     def run(self) -> None:
         while True:
@@ -72,7 +71,7 @@ class _Worker(threading.Thread):
 
     def _run(self, job: _Job) -> bool:
         """Run the job; False when it was abandoned (this thread then ends)."""
-        mono = self._monotonic
+        mono = time.monotonic  # budgets are real time, whatever clock schedules the cycles
         for i, st in enumerate(job.states):
             t0 = mono()
             job.current = (i, t0)
@@ -93,6 +92,7 @@ class _Worker(threading.Thread):
 class CollectorRunner:
     def __init__(self, collectors: Iterable[Collector], cfg: Config, health: Registry | None,
                  selfmetrics: SelfMetrics | None, monotonic=time.monotonic):
+        """``monotonic`` only stamps ``run_all``'s cycle; time budgets always use real time."""
         self._states = [_State(c) for c in collectors]
         self._health = health
         self._self = selfmetrics
@@ -154,6 +154,8 @@ class CollectorRunner:
             self._worker.jobs.put(None)
             self._worker = None
         for st in self._states:
+            if st.blocked is not None and st.blocked.is_alive():
+                continue  # its thread is still inside collect(); the process exit frees it
             try:
                 st.collector.close()
             except OSError as e:
@@ -188,7 +190,7 @@ class CollectorRunner:
         while states:
             worker = self._worker
             if worker is None:
-                worker = self._worker = _Worker(self._monotonic)
+                worker = self._worker = _Worker()
                 worker.start()
             job = _Job(states)
             worker.jobs.put(job)
@@ -205,7 +207,7 @@ class CollectorRunner:
 
     def _wait(self, job: _Job) -> tuple[list[tuple], int | None]:
         """Wait for the job; on an overrun abandon it and return the index of the culprit."""
-        mono = self._monotonic
+        mono = time.monotonic
         wait = job.states[0].timeout
         while not job.done.wait(wait):
             with job.lock:
@@ -231,7 +233,12 @@ class CollectorRunner:
                 self._self.inc("metrics_collector_collector_errors_total", 1, labels)
             message = f"{type(error).__name__}: {error}"
             if st.status != ERROR:
-                log.error("collector %s failed", st.name, exc_info=error)
+                # A kernel file that is missing or unreadable is a fact about the board, worth
+                # one line; anything else is a bug in the collector and gets its traceback.
+                if isinstance(error, OSError):
+                    log.warning("collector %s: %s", st.name, message)
+                else:
+                    log.error("collector %s failed", st.name, exc_info=error)
             self._set_health(st, ERROR, message, metrics_collected=0)
             return
         st.failures = 0

@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 
 from belabox_metrics.collectors import Collector
-from belabox_metrics.collectors.files import read_optional
+from belabox_metrics.collectors.files import OpenAttributes
 from belabox_metrics.samples import Sample
 
 USER_HZ = 100.0
@@ -46,18 +46,25 @@ class SelfstatsCollector(Collector):
     def __init__(self, ctx):
         super().__init__(ctx)
         self._self = os.path.join(ctx.procfs, "self")
+        self._files = OpenAttributes(3)
 
     def collect(self) -> list[Sample]:
         out = list(self.ctx.selfmetrics.samples()) if self.ctx.selfmetrics is not None else []
-        status = read_optional(os.path.join(self._self, "status"))
+        files = self._files
+        if not files.check(self._self):
+            return out
+        status = files.read_optional(self._self, "status")
         rss = parse_status_rss(status) if status else None
         if rss is not None:
             out.append(Sample("metrics_collector_resident_memory_bytes", (), rss))
-        stat = read_optional(os.path.join(self._self, "stat"))
+        stat = files.read_optional(self._self, "stat")
         if stat:
             out.append(Sample("metrics_collector_cpu_seconds_total", (), parse_stat_cpu_seconds(stat)))
-        io = read_optional(os.path.join(self._self, "io"))
+        io = files.read_optional(self._self, "io")
         written = parse_io_write_bytes(io) if io else None
         if written is not None:
             out.append(Sample("metrics_collector_disk_written_bytes_total", (), written))
         return out
+
+    def close(self) -> None:
+        self._files.close()
