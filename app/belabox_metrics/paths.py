@@ -25,8 +25,9 @@ VOLATILE_ROOT = "/run/belabox-metrics"
 VOLATILE_FSTYPES = frozenset({"tmpfs", "ramfs", "devtmpfs"})
 
 
-class DataPathError(Exception):
-    """No usable directory at all, not even a volatile one; one line listing what was tried."""
+class DataPathError(OSError):
+    """No usable directory at all, not even a volatile one; one line listing what was tried
+    (an OSError, so the agent's start-up reports it as "cannot start" and exits 1)."""
 
 
 @dataclass(frozen=True)
@@ -102,10 +103,14 @@ def volatility(path: str, mounts: list[Mount]) -> str | None:
     return None
 
 
-def probe_writable(directory: str) -> str | None:
-    """None when files can be created in ``directory`` (made if its parent exists), else why not."""
+def probe_writable(directory: str, create: bool = True) -> str | None:
+    """None when files can be created in ``directory`` (made if its parent exists, unless
+    ``create`` is False), else why not."""
     try:
-        os.mkdir(directory, 0o750)
+        if create:
+            os.mkdir(directory, 0o750)
+        elif not os.path.lexists(directory):
+            return f"{directory} is missing"
     except FileExistsError:
         pass
     except OSError as e:
@@ -125,6 +130,11 @@ def probe_writable(directory: str) -> str | None:
     except OSError as e:
         return f"{directory} is not writable ({e.strerror})"
     return None
+
+
+def probe_existing(directory: str) -> str | None:
+    """probe_writable without creating anything: for diagnostics that must not change the box."""
+    return probe_writable(directory, create=False)
 
 
 def _candidates(cfg: Any, environ: Mapping[str, str]) -> list[tuple[str, str]]:

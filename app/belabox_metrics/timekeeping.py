@@ -56,14 +56,17 @@ class _Timex(ctypes.Structure):
 
 
 _libc: ctypes.CDLL | None = None
+# systemd-timesyncd creates this once it has synchronised the clock (it lives on /run, so
+# it speaks for this boot only); systemd.exec(5): ProtectClock=yes denies adjtimex(2)
+# even for reading, and the shipped unit sets it.
+TIMESYNC_FLAG = "run/systemd/timesync/synchronized"
 
 
-def kernel_clock_synced() -> bool | None:
-    """The kernel's NTP state via adjtimex(2) in read-only mode; None when unavailable.
+def adjtimex_synced() -> bool | None:
+    """The kernel's NTP state via adjtimex(2) in read-only mode; None when the call is denied.
 
-    Under systemd ``ProtectClock=yes`` the call fails with EPERM (None here). A unit with a
-    ``SystemCallFilter=`` that omits ``@clock`` and has no ``SystemCallErrorNumber=`` would
-    kill the process with SIGSYS instead; such a unit must pass ``kernel_synced=lambda: None``.
+    A unit whose ``SystemCallFilter=`` omits ``@clock`` without ``SystemCallErrorNumber=``
+    would kill the process with SIGSYS here instead; such a unit must not use this probe.
     """
     global _libc
     try:
@@ -76,6 +79,15 @@ def kernel_clock_synced() -> bool | None:
     if state < 0:
         return None
     return state != TIME_ERROR and not tx.status & (STA_UNSYNC | STA_CLOCKERR)
+
+
+def kernel_clock_synced(rootfs: str = "/", probe: Callable[[], bool | None] = adjtimex_synced) -> bool | None:
+    """Whether the system clock is NTP-synchronised: adjtimex(2) when allowed, else
+    systemd-timesyncd's flag file; None when neither can tell."""
+    state = probe()
+    if state is not None:
+        return state
+    return True if os.path.exists(os.path.join(rootfs, TIMESYNC_FLAG)) else None
 
 
 def boottime_ns() -> int:
@@ -137,8 +149,11 @@ class Timekeeper:
     def __init__(self, cfg: Any, *, procfs: str | None = None, selfmetrics: Any = None,
                  wall: Callable[[], float] = time.time, boottime: Callable[[], int] = boottime_ns,
                  monotonic: Callable[[], float] = time.monotonic,
-                 kernel_synced: Callable[[], bool | None] = kernel_clock_synced):
+                 kernel_synced: Callable[[], bool | None] | None = None):
         self.reconfigure(cfg)
+        if kernel_synced is None:
+            rootfs = cfg.host.rootfs
+            kernel_synced = lambda: kernel_clock_synced(rootfs)  # noqa: E731
         self._selfmetrics = selfmetrics
         self._wall, self._boot, self._mono, self._kernel = wall, boottime, monotonic, kernel_synced
         procfs = procfs or cfg.host.procfs
@@ -214,15 +229,17 @@ class Timekeeper:
         wall = self._wall()
         return int(wall * 1000), self.boot_id, boot, self._trusted(wall, boot)
 
-    def now_ms(self) -> int:
-        """The best known true time now: the wall clock when trusted, else boottime plus the
-        server offset. Use it, not the raw wall clock, to judge whether a corrected timestamp
-        lies in the future: on a box booted in 1970 every corrected time would look like one."""
+    def now_ms(self) -> int | None:
+        """The best known true time now (the wall clock when trusted, else boottime plus the
+        server offset), or None while no time source exists. The uploader judges "in the
+        future" against this, never the raw wall clock (on a box booted in 1970 every
+        corrected time would look like one), and waits while it is None: until then neither
+        a timestamp nor correct()'s None can be trusted."""
         boot, wall = self._boot(), self._wall()
         if self._trusted(wall, boot):
             return int(wall * 1000)
         off = self.offset_ns()
-        return (boot + off[0]) // 1_000_000 if off is not None else int(wall * 1000)
+        return (boot + off[0]) // 1_000_000 if off is not None else None
 
     # --- re-stamping -------------------------------------------------------------------------
 

@@ -19,6 +19,7 @@ from belabox_metrics.paths import (
     DataPathError,
     mount_of,
     parse_mountinfo,
+    probe_existing,
     probe_writable,
     resolve_data_dir,
     volatility,
@@ -207,3 +208,10 @@ def test_persistent_ext4_accepted_and_folder_created(tmp_path, mounts):
     assert os.path.isdir(mnt / "belabox-metrics")
     assert dp.tried == ((str(missing), f"{missing} is missing and so is its parent"),)
     assert os.listdir(mnt / "belabox-metrics") == []  # the probe file is gone
+
+
+def test_probe_existing_creates_nothing(tmp_path):
+    missing = tmp_path / "belabox-metrics"
+    assert probe_existing(str(missing)) == f"{missing} is missing" and not missing.exists()
+    missing.mkdir()
+    assert probe_existing(str(missing)) is None and os.listdir(missing) == []

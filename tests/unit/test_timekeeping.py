@@ -108,7 +108,17 @@ def test_kernel_probe_unavailable_counts_as_unsynchronised(procfs):
 
 def test_real_kernel_probe_answers():
     # On this machine and in CI the kernel reports STA_UNSYNC; on an NTP-synced host True.
-    assert timekeeping.kernel_clock_synced() in (True, False)
+    assert timekeeping.adjtimex_synced() in (True, False)
+
+
+def test_timesyncd_flag_when_adjtimex_is_denied(tmp_path):
+    flag = tmp_path / timekeeping.TIMESYNC_FLAG
+    denied, unsynced = (lambda: None), (lambda: False)
+    assert timekeeping.kernel_clock_synced(str(tmp_path), denied) is None
+    flag.parent.mkdir(parents=True)
+    flag.touch()
+    assert timekeeping.kernel_clock_synced(str(tmp_path), denied) is True
+    assert timekeeping.kernel_clock_synced(str(tmp_path), unsynced) is False  # the kernel knows best
 
 
 def test_correct_clock_verified_by_server_uploads_unchanged(procfs):
@@ -116,7 +126,7 @@ def test_correct_clock_verified_by_server_uploads_unchanged(procfs):
     clock = SimClock(wall_at_boot=TRUE_AT_BOOT + 0.3)
     tk = make(procfs, clock)
     early, _ = stamp(tk, clock)
-    assert tk.now_ms() == int(clock.wall() * 1000)  # nothing better known yet
+    assert tk.now_ms() is None  # no time source yet: nothing can be judged
     assert tk.correct(early) is None  # no time source yet: hold back
     assert not tk.is_unfixable(early) and not tk.can_restamp(BOOT_ID)
     assert clock.exchange(tk)
@@ -201,6 +211,7 @@ def test_kernel_sync_arriving_later_fixes_this_boot(procfs):
     clock.wall_at_boot = TRUE_AT_BOOT  # NTP steps the clock and the kernel reports sync
     clock.kernel = True
     assert abs(tk.correct(early) - true_early * 1000) < 2
+    assert tk.now_ms() == int(clock.wall() * 1000)
     assert tk.source == "kernel" and tk.skew_seconds is None
 
 
