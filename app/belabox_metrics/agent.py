@@ -153,16 +153,16 @@ class Agent:
         t.start()
 
     def _clock_loop(self) -> None:
-        """Skew checks make HTTP requests, so they never run on the collection loop."""
+        """Skew checks make HTTP requests, so they never run on the collection loop. Without a
+        time source the timekeeper asks for retries sooner than the configured interval."""
         while not self._stop.is_set():
             url = self.cfg.clock_skew_url
-            if url:
+            if url and self.timekeeper.check_due():
                 try:
                     self.timekeeper.check_skew(url)
                 except Exception:  # one bad check must not end clock monitoring
                     log.exception("clock skew check failed")
-            self._report_time()
-            self._stop.wait(self.cfg.monitoring.clock_skew_check_interval)
+            self._stop.wait(5.0)
 
     # --- the loop ---------------------------------------------------------------------
 
@@ -187,6 +187,7 @@ class Agent:
             self._commit_error = str(e)
             log.error("spool: %s", e)
         self._report_storage()
+        self._report_time()  # every tick, so a clock step shows at once
         if self.uploader is not None and samples and self._ticks == 0:
             self.uploader.wake()
         self._ticks += 1
@@ -374,6 +375,11 @@ def command_run(args: argparse.Namespace) -> int:
     except AlreadyRunning as e:
         log.error("%s", e)
         return cli.EXIT_RUNNING
+    except configmod.ConfigError as e:  # e.g. device_id: auto on a box with no serial nor machine-id
+        for line in e.problems:
+            print(line, file=sys.stderr)
+        agent.close()
+        return cli.EXIT_CONFIG
     except OSError as e:
         log.error("cannot start: %s", e)
         agent.close()

@@ -152,7 +152,8 @@ class Delivery:
             return int(self.wall() * 1000)
         if getattr(tk, "source", None) == "none":
             return None
-        return int(tk.now_ms())
+        now = tk.now_ms()  # may turn None between the two reads when the kernel loses sync
+        return None if now is None else int(now)
 
     def unpark_restampable(self) -> int:
         """Give parked batches back to the queue once the timekeeper can re-stamp them (this

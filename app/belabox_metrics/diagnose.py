@@ -130,7 +130,7 @@ def data_paths(cfg: configmod.Config, environ: dict[str, str]) -> list[tuple[str
     out = []
     try:
         from belabox_metrics import paths
-        dp = paths.resolve_data_dir(cfg, environ)
+        dp = paths.resolve_data_dir(cfg, environ, probe=paths.probe_existing)  # look, never create
         out.append((dp.db_path, dp.persistent, dp.reason))
     except ImportError:
         pass
