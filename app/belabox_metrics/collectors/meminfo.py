@@ -1,0 +1,86 @@
+"""Collector for <procfs>/meminfo plus zram devices (node_exporter's ``meminfo``).
+
+Format: Documentation/filesystems/proc.rst, "meminfo". zram is compressed RAM (Jetson's
+nvzramconfig swap, Armbian's ramlog /var/log), so it is reported here as memory and never
+by the disk collector (belabox-image.md §2.5). Its counters come from
+Documentation/admin-guide/blockdev/zram.rst, "mm_stat".
+"""
+
+from __future__ import annotations
+
+import os
+
+from belabox_metrics.collectors import Collector
+from belabox_metrics.collectors.files import list_dir, read_optional, read_text
+from belabox_metrics.samples import Sample
+
+# mm_stat columns (zram.rst); the later ones appeared in newer kernels.
+MM_STAT_FIELDS = ("original_data", "compressed_data", "memory_used", "memory_limit",
+                  "memory_used_max", "same_pages", "pages_compacted", "huge_pages")
+_MM_STAT_BYTES = {"original_data", "compressed_data", "memory_used", "memory_limit", "memory_used_max"}
+
+
+def parse_meminfo(text: str) -> dict[str, float]:
+    """node_exporter's names without the ``node_memory_`` prefix: ``Active(anon)`` becomes
+    ``Active_anon``, kB values become bytes with a ``_bytes`` suffix, unit-less ones
+    (HugePages_Total) stay as they are."""
+    out: dict[str, float] = {}
+    for line in text.splitlines():
+        parts = line.split()
+        if len(parts) < 2 or not parts[0].endswith(":"):
+            continue
+        key = parts[0][:-1]
+        if "(" in key:
+            key = key.replace("(", "_").replace(")", "")
+        try:
+            value = float(parts[1])
+        except ValueError:
+            continue
+        if len(parts) == 3:  # the kernel writes "kB" for every sized field
+            value *= 1024
+            key += "_bytes"
+        out[key] = value
+    return out
+
+
+def parse_mm_stat(text: str) -> dict[str, float]:
+    """zram mm_stat columns by name; memory ones in bytes, page counts as counts."""
+    pairs = zip(MM_STAT_FIELDS, text.split(), strict=False)
+    return {name: float(v) for name, v in pairs if v.lstrip("-").isdigit()}
+
+
+class MeminfoCollector(Collector):
+    name = "meminfo"
+
+    def __init__(self, ctx):
+        super().__init__(ctx)
+        self._path = os.path.join(ctx.procfs, "meminfo")
+        self._block = os.path.join(ctx.sysfs, "block")
+        self._names: dict[str, str] = {}
+
+    def collect(self) -> list[Sample]:
+        names = self._names
+        out = []
+        for key, value in parse_meminfo(read_text(self._path)).items():
+            name = names.get(key)
+            if name is None:
+                name = names[key] = "node_memory_" + key
+            out.append(Sample(name, (), value))
+        out.extend(self._zram())
+        return out
+
+    def _zram(self) -> list[Sample]:
+        out = []
+        for dev in list_dir(self._block):
+            if not dev.startswith("zram"):
+                continue
+            labels = (("device", dev),)
+            size = read_optional(os.path.join(self._block, dev, "disksize"))
+            if size is None or not size.isdigit() or size == "0":
+                continue  # an unconfigured zram device holds nothing
+            out.append(Sample("belabox_zram_disksize_bytes", labels, float(size)))
+            mm = read_optional(os.path.join(self._block, dev, "mm_stat"))
+            for field, value in parse_mm_stat(mm or "").items():
+                suffix = "_bytes" if field in _MM_STAT_BYTES else "_pages"
+                out.append(Sample(f"belabox_zram_{field}{suffix}", labels, value))
+        return out
