@@ -26,6 +26,9 @@ COLLECTORS: tuple[tuple[str, str, str], ...] = (
     ("hwmon", "belabox_metrics.collectors.hwmon", "HwmonCollector"),
     ("loadavg", "belabox_metrics.collectors.loadavg", "LoadavgCollector"),
     ("selfstats", "belabox_metrics.collectors.selfstats", "SelfstatsCollector"),
+    ("belabox", "belabox_metrics.collectors.belabox", "BelaboxCollector"),
+    ("kernel_events", "belabox_metrics.collectors.kernel_events", "KernelEventsCollector"),
+    ("srt", "belabox_metrics.collectors.srt", "SrtCollector"),
 )
 SYSTEM_COLLECTOR_NAMES = tuple(name for name, _, _ in COLLECTORS)
 
