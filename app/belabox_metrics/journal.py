@@ -40,6 +40,7 @@ class JournalFollower:
         self._replayed = False
         self._status = ("starting", "")
         self.replay_done = threading.Event()
+        self.settled = threading.Event()  # the first replay attempt ended, well or not
         self.bad_lines = 0
 
     # --- control -----------------------------------------------------------------------------
@@ -50,8 +51,8 @@ class JournalFollower:
             self._thread.start()
 
     def stop(self, timeout: float = 5.0) -> None:
-        self._stop.set()
-        with self._lock:
+        with self._lock:  # the same lock _phase takes to publish a new process
+            self._stop.set()
             proc = self._proc
         if proc is not None and proc.poll() is None:
             proc.terminate()
@@ -91,6 +92,7 @@ class JournalFollower:
         follow phase got going, so the caller restarts the backoff."""
         if not self._replayed:
             ok = self._phase(["-k", "-o", "json", "--no-pager"], follow=False)
+            self.settled.set()
             # Entries already counted must not be replayed again: with a cursor, go on
             # from it even when the replay ended badly.
             if not ok and self._cursor is None:
@@ -103,6 +105,8 @@ class JournalFollower:
         return self._phase(["-k", "-f", "-o", "json", "--no-pager", *after], follow=True)
 
     def _phase(self, args: list[str], follow: bool) -> bool:
+        if self._stop.is_set():
+            return True
         argv = self._command + args
         with tempfile.TemporaryFile() as err:
             try:
@@ -116,6 +120,9 @@ class JournalFollower:
                 return False
             with self._lock:
                 self._proc = proc
+                stopping = self._stop.is_set()
+            if stopping:  # stop() ran between the check above and Popen
+                proc.terminate()
             if follow:
                 self._set("following")
             lines = 0
@@ -136,8 +143,9 @@ class JournalFollower:
                                 "the unit needs SupplementaryGroups=systemd-journal")
             return False
         if code != 0:
-            first = stderr.strip().splitlines()[0][:200] if stderr.strip() else "no message"
-            self._set("failed", f"{self._command[0]} exited with status {code}: {first}")
+            # The last line: journalctl's own error, or the exception after a traceback.
+            last = stderr.strip().splitlines()[-1].strip()[:200] if stderr.strip() else "no message"
+            self._set("failed", f"{self._command[0]} exited with status {code}: {last}")
             return False
         if follow:
             self._set("failed", f"{self._command[0]} -f ended unexpectedly after {lines} lines")

@@ -35,9 +35,11 @@ def _usb_path(value: object) -> str | None:
 class KernelEventsCollector(Collector):
     name = "kernel_events"
 
-    def __init__(self, ctx: CollectorContext, journalctl: Sequence[str] = ("journalctl",)):
+    def __init__(self, ctx: CollectorContext, journalctl: Sequence[str] = ("journalctl",),
+                 retry_delay: float = 5.0):
         super().__init__(ctx)
         self._journalctl = tuple(journalctl)
+        self._retry_delay = retry_delay
         self._lock = threading.Lock()
         self._counts: dict[tuple[str, str, str], int] = {}
         self._recent: collections.deque[dict] = collections.deque(maxlen=max(1, ctx.config.belabox.kernel_event_lines))
@@ -89,7 +91,7 @@ class KernelEventsCollector(Collector):
 
     def _ensure_started(self) -> journal.JournalFollower:
         if self._follower is None:
-            self._follower = journal.JournalFollower(self._entry, self._journalctl)
+            self._follower = journal.JournalFollower(self._entry, self._journalctl, retry_delay=self._retry_delay)
             self._follower.start()
         return self._follower
 
@@ -100,7 +102,7 @@ class KernelEventsCollector(Collector):
         follower = self._ensure_started()
         if self._first:
             self._first = False
-            follower.replay_done.wait(FIRST_REPLAY_WAIT)
+            follower.settled.wait(FIRST_REPLAY_WAIT)
         self._learn_ports()
         status, message = follower.state()
         if status == "failed":
