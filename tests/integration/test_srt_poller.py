@@ -11,8 +11,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
+from belabox_metrics import boundedhttp, health, srtstats
 from belabox_metrics import config as configmod
-from belabox_metrics import health, srtstats
 from belabox_metrics.collectors import CollectorContext
 from belabox_metrics.collectors.belabox import BelaboxCollector
 from belabox_metrics.collectors.runner import CollectorRunner
@@ -228,6 +228,6 @@ def test_tls_to_a_plain_server_and_odd_schemes_fail_cleanly(server):
     c = SrtCollector(_ctx(server.replace("http://", "https://") + "/sls"))
     c.collect()
     assert c.problems and "TLS failed" in c.problems[0]
-    c = SrtCollector(_ctx("ftp://127.0.0.1/stats"))
-    c.collect()
-    assert c.problems == ["SRT stats: the URL is not http:// or https://"]
+    # The config refuses other schemes; the fetcher does too.
+    with pytest.raises(boundedhttp.FetchError, match="not http"):
+        boundedhttp.get("ftp://127.0.0.1/stats", 1.0, 100)
