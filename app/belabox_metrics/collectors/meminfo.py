@@ -14,10 +14,17 @@ from belabox_metrics.collectors import Collector
 from belabox_metrics.collectors.files import list_dir, read_optional, read_text
 from belabox_metrics.samples import Sample
 
-# mm_stat columns (zram.rst); the later ones appeared in newer kernels.
-MM_STAT_FIELDS = ("original_data", "compressed_data", "memory_used", "memory_limit",
-                  "memory_used_max", "same_pages", "pages_compacted", "huge_pages")
-_MM_STAT_BYTES = {"original_data", "compressed_data", "memory_used", "memory_limit", "memory_used_max"}
+# mm_stat columns (zram.rst) -> metric; the later columns appeared in newer kernels.
+MM_STAT = (
+    "belabox_zram_original_data_bytes",
+    "belabox_zram_compressed_data_bytes",
+    "belabox_zram_memory_used_bytes",
+    "belabox_zram_memory_limit_bytes",
+    "belabox_zram_memory_used_max_bytes",
+    "belabox_zram_same_pages",
+    "belabox_zram_pages_compacted_total",
+    "belabox_zram_huge_pages",
+)
 
 
 def parse_meminfo(text: str) -> dict[str, float]:
@@ -44,8 +51,8 @@ def parse_meminfo(text: str) -> dict[str, float]:
 
 
 def parse_mm_stat(text: str) -> dict[str, float]:
-    """zram mm_stat columns by name; memory ones in bytes, page counts as counts."""
-    pairs = zip(MM_STAT_FIELDS, text.split(), strict=False)
+    """mm_stat columns by metric name (bytes, or page counts for the last three)."""
+    pairs = zip(MM_STAT, text.split(), strict=False)
     return {name: float(v) for name, v in pairs if v.lstrip("-").isdigit()}
 
 
@@ -80,7 +87,5 @@ class MeminfoCollector(Collector):
                 continue  # an unconfigured zram device holds nothing
             out.append(Sample("belabox_zram_disksize_bytes", labels, float(size)))
             mm = read_optional(os.path.join(self._block, dev, "mm_stat"))
-            for field, value in parse_mm_stat(mm or "").items():
-                suffix = "_bytes" if field in _MM_STAT_BYTES else "_pages"
-                out.append(Sample(f"belabox_zram_{field}{suffix}", labels, value))
+            out.extend(Sample(name, labels, value) for name, value in parse_mm_stat(mm or "").items())
         return out

@@ -98,6 +98,7 @@ class CollectorRunner:
         self._self = selfmetrics
         self._monotonic = monotonic
         self._worker: _Worker | None = None
+        self._latest: dict[str, list[Sample]] = {}  # collector -> its samples of its last run
         self.reconfigure(cfg)
 
     def reconfigure(self, cfg: Config) -> None:
@@ -108,12 +109,26 @@ class CollectorRunner:
             st.enabled = cc.enabled
             st.interval = cc.interval or cfg.collection_interval
             st.timeout = cc.timeout or cfg.collectors.default_timeout
-            if not st.enabled and self._health is not None:
-                self._health.remove(f"collector.{st.name}")
+            if st.enabled and self._self is not None:
+                # Counters exist from the start, so rate() and increase() see the first error.
+                self._self.inc("metrics_collector_collector_errors_total", 0, {"collector": st.name})
+            if not st.enabled:
+                self._latest.pop(st.name, None)
+                if self._health is not None:
+                    self._health.remove(f"collector.{st.name}")
 
     @property
     def names(self) -> list[str]:
         return [st.name for st in self._states if st.enabled]
+
+    def next_due(self) -> float:
+        """Monotonic time at which the next collector is due (the agent sleeps until then)."""
+        due = [st.next_due for st in self._states if st.enabled]
+        return min(due) if due else float("inf")
+
+    def latest(self) -> list[Sample]:
+        """Each enabled collector's samples from its last successful run (for /metrics)."""
+        return [s for st in self._states if st.enabled for s in self._latest.get(st.name, ())]
 
     def run_due(self, now_mono: float) -> list[Sample]:
         """Samples of every collector whose interval has come (a little early is fine:
@@ -126,7 +141,7 @@ class CollectorRunner:
             if now_mono < st.next_due - slack:
                 continue
             nxt = st.next_due + st.interval
-            st.next_due = nxt if now_mono < nxt <= now_mono + st.interval else now_mono + st.interval
+            st.next_due = nxt if now_mono < nxt <= now_mono + st.interval + slack else now_mono + st.interval
             due.append(st)
         return self._run(due, now_mono)
 
@@ -156,13 +171,18 @@ class CollectorRunner:
                 st.blocked = None
             runnable.append(st)
         out: list[Sample] = []
-        for st, samples, error, duration in self._execute(runnable):
-            self._record(st, samples, error, duration)
-            if samples:
-                out.extend(samples)
+        # Collectors that report on the cycle itself (selfstats) run after the others have
+        # been recorded, so their numbers describe this cycle rather than the previous one.
+        first = [st for st in runnable if not getattr(st.collector, "runs_last", False)]
+        last = [st for st in runnable if getattr(st.collector, "runs_last", False)]
+        for group in (first, last):
+            for st, samples, error, duration in self._execute(group, now):
+                self._record(st, samples, error, duration)
+                if samples:
+                    out.extend(samples)
         return out
 
-    def _execute(self, states: list[_State]) -> list[tuple]:
+    def _execute(self, states: list[_State], now: float) -> list[tuple]:
         """(state, samples, error, duration) for each collector that finished in time."""
         finished: list[tuple] = []
         while states:
@@ -179,7 +199,7 @@ class CollectorRunner:
             # The worker stays with the stuck collector; the rest go to a fresh one.
             job.states[stuck].blocked = worker
             self._worker = None
-            self._timed_out(job.states[stuck], self._monotonic())
+            self._timed_out(job.states[stuck], now)
             states = list(job.states[stuck + 1:])
         return finished
 
@@ -215,6 +235,7 @@ class CollectorRunner:
             self._set_health(st, ERROR, message, metrics_collected=0)
             return
         st.failures = 0
+        self._latest[st.name] = list(samples or ())
         n = len(samples or ())
         if self._self is not None:
             self._self.inc("metrics_collector_samples_collected_total", n, labels)
