@@ -16,9 +16,8 @@ import os
 import socket
 import struct
 
+from belabox_metrics import recorded
 from belabox_metrics.collectors.files import read_optional
-
-RECORDED_FILE = "ip-addr.json"
 
 # rtnetlink constants (linux/netlink.h, linux/rtnetlink.h, linux/if_addr.h).
 NLMSG_ERROR, NLMSG_DONE = 2, 3
@@ -132,29 +131,23 @@ def parse_ip_json(text: str, family: str = "inet") -> Addresses:
     return out
 
 
-def is_live_procfs(procfs: str) -> bool:
-    """True when ``procfs`` is a mounted procfs of this kernel (only then does netlink
-    describe the same machine); a recorded tree has no ``self/ns/net``."""
-    return os.path.exists(os.path.join(procfs, "self", "ns", "net"))
-
-
 def read_addresses(procfs: str) -> tuple[Addresses, str | None]:
     """Every interface's addresses (IPv4 first), and a problem or None. Missing sources
     give fewer addresses, not an error: a board without IPv6 has no if_inet6."""
     problem = None
     out: Addresses = {}
-    if is_live_procfs(procfs):
+    if recorded.is_live_procfs(procfs):
         try:
             out = netlink_ipv4()
         except OSError as e:
             problem = f"cannot list IPv4 addresses over netlink: {e.strerror or e}"
     else:
-        recorded = read_optional(os.path.join(os.path.dirname(os.path.normpath(procfs)), RECORDED_FILE))
-        if recorded is not None:
+        saved = read_optional(recorded.beside(procfs, recorded.IP_ADDR))
+        if saved is not None:
             try:
-                out = parse_ip_json(recorded)
+                out = parse_ip_json(saved)
             except ValueError:
-                problem = f"{RECORDED_FILE} beside the procfs tree is not `ip -j addr` output"
+                problem = f"{recorded.IP_ADDR} beside the procfs tree is not `ip -j addr` output"
     v6 = read_optional(os.path.join(procfs, "net", "if_inet6"))
     if v6:
         for name, addrs in parse_if_inet6(v6).items():

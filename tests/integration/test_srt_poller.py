@@ -110,7 +110,7 @@ def server():
 def _ctx(url: str, timeout: str = "1s") -> CollectorContext:
     cfg = configmod.loads(f"belabox:\n  srt_stats_url: '{url}'\ncollectors:\n  srt:\n    timeout: {timeout}\n")
     return CollectorContext(config=cfg, procfs=str(STREAM_TREE / "proc"), sysfs=str(STREAM_TREE / "sys"),
-                            rootfs=str(STREAM_TREE))
+                            rootfs=str(STREAM_TREE / "root"))
 
 
 def _by_name(samples):

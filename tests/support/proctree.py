@@ -6,28 +6,15 @@ import json
 import shutil
 from pathlib import Path
 
+from scripts.reconstruct_hardware.stream import PLANTED_SECRETS, stat_line
+
 REPO = Path(__file__).resolve().parents[2]
-STREAM_TREE = REPO / "hardware" / "belabox-stream"
+# A stream running over a wired link and a modem beside two HiLink sticks sharing an address
+# (scripts/reconstruct_hardware edges.duplicate_ipv4). Its rootfs is STREAM_TREE / "root".
+STREAM_TREE = REPO / "hardware" / "edge" / "duplicate-ipv4"
+BOARD_TREES = {b: REPO / "hardware" / b for b in ("rk3588-orangepi5plus", "rk3588-rock5b", "jetson-nano")}
 
-# Secrets planted in the stream tree's config.json and process command lines; no output,
-# log or bundle may ever contain them.
-PLANTED_SECRETS = (
-    "$2b$10$PLANTEDpasswordHASHxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx",
-    "$6$PLANTEDsshSALT$PLANTEDsshHASHxxxxxxxxxxxxxxxxxxxxxxx",
-    "live_PLANTED_streamkey_9f8e7d6c",
-    "relay.planted-secret.example",
-    "PLANTED_remote_key_1a2b3c4d5e6f",
-)
-
-
-def stat_line(pid: int, comm: str, utime: int = 0, stime: int = 0, starttime: int = 1000,
-              state: str = "S", ppid: int = 1, rss_pages: int = 2500) -> str:
-    """A 52-field /proc/<pid>/stat line (fields 14, 15, 22 and 24 set from the arguments)."""
-    fields = [str(pid), f"({comm})", state, str(ppid), str(pid), str(pid), "0", "-1", "4194560",
-              "1200", "0", "3", "0", str(utime), str(stime), "0", "0", "20", "0", "4", "0",
-              str(starttime), "123456789", str(rss_pages)]
-    fields += ["18446744073709551615"] + ["0"] * (52 - len(fields) - 1)
-    return " ".join(fields) + "\n"
+__all__ = ["PLANTED_SECRETS", "stat_line", "STREAM_TREE", "BOARD_TREES"]
 
 
 def write_process(procfs: Path, pid: int, comm: str, argv: list[str], utime: int = 0, stime: int = 0,
@@ -69,6 +56,6 @@ def write_netdev(sysfs: Path, name: str, physical: bool = True) -> Path:
 
 
 def copy_stream_tree(dest: Path) -> Path:
-    """A writable copy of hardware/belabox-stream (tests that change PIDs work on it)."""
+    """A writable copy of the stream tree (tests that change PIDs work on it)."""
     shutil.copytree(STREAM_TREE, dest, symlinks=True)
     return dest

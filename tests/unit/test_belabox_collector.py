@@ -1,4 +1,5 @@
-"""The belabox collector on hardware/belabox-stream and on trees derived from it."""
+"""The belabox collector on hardware/edge/duplicate-ipv4, the board trees, and trees
+derived from them."""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ from tests.support.proctree import STREAM_TREE, copy_stream_tree
 
 def _ctx(root, registry=None, cfg=None) -> CollectorContext:
     return CollectorContext(config=cfg or configmod.Config(), procfs=str(root / "proc"), sysfs=str(root / "sys"),
-                            rootfs=str(root), registry=registry)
+                            rootfs=str(root / "root"), registry=registry)
 
 
 def _values(samples, name):
@@ -40,7 +41,7 @@ def test_running_stream_tree():
     tck = os.sysconf("SC_CLK_TCK")
     assert _one(out, "belabox_process_cpu_seconds_total", process="belacoder") == (98000 + 12000) / tck
     assert _one(out, "belabox_process_resident_memory_bytes", process="belaUI") == 68432 * 1024
-    assert _one(out, "belabox_process_start_time_seconds", process="srtla_send") == 1_764_000_000 + 45000 / tck
+    assert _one(out, "belabox_process_start_time_seconds", process="srtla_send") == 1_700_000_000 + 45000 / tck
     assert _one(out, "belabox_encoder_bitrate_bps") == 6_000_000
     assert _one(out, "belabox_encoder_min_bitrate_bps") == 300_000
     assert _values(out, "belabox_bond_link_info") == {
@@ -90,7 +91,7 @@ def test_a_missing_belacoder_is_up_0_not_an_error(tmp_path):
 
 def test_files_under_the_host_tmp_bind_win(tmp_path):
     root = copy_stream_tree(tmp_path / "tree")
-    bind = root / "run" / "belabox-metrics" / "host-tmp"
+    bind = root / "root" / "run" / "belabox-metrics" / "host-tmp"
     bind.mkdir(parents=True)
     (bind / "belacoder_br").write_text("300000\n4500000\n")
     out = BelaboxCollector(_ctx(root)).collect()
@@ -108,8 +109,8 @@ def test_not_a_belabox(tmp_path):
 
 def test_malformed_belaui_files_degrade_without_stopping_the_rest(tmp_path):
     root = copy_stream_tree(tmp_path / "tree")
-    (root / "opt" / "belaUI" / "setup.json").write_text("{ not json")
-    (root / "opt" / "belaUI" / "config.json").write_text(json.dumps(["x"]))
+    (root / "root" / "opt" / "belaUI" / "setup.json").write_text("{ not json")
+    (root / "root" / "opt" / "belaUI" / "config.json").write_text(json.dumps(["x"]))
     c = BelaboxCollector(_ctx(root))
     out = c.collect()
     assert any("setup.json" in p for p in c.problems)

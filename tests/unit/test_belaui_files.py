@@ -47,7 +47,7 @@ def test_ips_file_keeps_valid_unique_addresses():
 
 
 def test_whitelist_copies_only_the_stream_settings():
-    raw = json.loads((STREAM_TREE / "opt" / "belaUI" / "config.json").read_text())
+    raw = json.loads((STREAM_TREE / "root" / "opt" / "belaUI" / "config.json").read_text())
     cfg = files.whitelist_config(raw)
     assert cfg.max_bitrate_kbps == 6000
     assert cfg.latency_ms == 2000

@@ -8,7 +8,7 @@ import struct
 
 import pytest
 
-from belabox_metrics import ifaddrs
+from belabox_metrics import ifaddrs, recorded
 
 
 def _rtattr(atype: int, payload: bytes) -> bytes:
@@ -75,5 +75,5 @@ def test_read_addresses_from_a_recorded_tree(tmp_path):
 
 
 def test_live_procfs_detection(tmp_path):
-    assert ifaddrs.is_live_procfs("/proc")
-    assert not ifaddrs.is_live_procfs(str(tmp_path))
+    assert recorded.is_live_procfs("/proc")
+    assert not recorded.is_live_procfs(str(tmp_path))

@@ -13,7 +13,7 @@ from belabox_metrics.collectors.belabox import BelaboxCollector
 from belabox_metrics.collectors.kernel_events import KernelEventsCollector
 from belabox_metrics.collectors.runner import CollectorRunner
 from tests.support.fakejournal import FakeJournal, alive, wait_for
-from tests.support.proctree import STREAM_TREE
+from tests.support.proctree import BOARD_TREES, STREAM_TREE
 
 DISCONNECT = "usb 1-1: USB disconnect, device number 5"
 RESET = "usb 1-1: reset high-speed USB device number 6 using xhci-hcd"
@@ -23,8 +23,9 @@ NOISE = "usb 1-1: new high-speed USB device number 6 using xhci-hcd"
 
 def _ctx(registry=None, lines=50, enabled=True) -> CollectorContext:
     cfg = configmod.loads(f"belabox:\n  kernel_event_lines: {lines}\n  kernel_events: {str(enabled).lower()}\n")
-    return CollectorContext(config=cfg, procfs=str(STREAM_TREE / "proc"), sysfs=str(STREAM_TREE / "sys"),
-                            rootfs=str(STREAM_TREE), registry=registry)
+    # This kernel's procfs: the journal (here a fake journalctl) is read only for a live one.
+    return CollectorContext(config=cfg, procfs="/proc", sysfs="/sys", rootfs=str(STREAM_TREE / "root"),
+                            registry=registry)
 
 
 def _counts(samples):
@@ -156,3 +157,38 @@ def test_disabled_by_config_starts_nothing(tmp_path):
     assert c.collect() == []
     c.close()
     assert fake.calls() == []
+
+
+@pytest.mark.parametrize(("board", "expected"), [
+    ("rk3588-orangepi5plus", {(("device", "hdmirx"), ("kind", "hdmirx_signal_lost")): 2,
+                              (("device", "hdmirx"), ("kind", "hdmirx_audio_underflow")): 1,
+                              (("device", "hdmirx"), ("kind", "hdmirx_invalid_timing")): 1,
+                              (("device", "5-1"), ("kind", "usb_disconnect")): 1,
+                              (("device", "3-1"), ("kind", "usb_reset")): 1}),
+    ("rk3588-rock5b", {(("device", "6-1"), ("kind", "usb_reset")): 2,
+                       (("device", "belacoder"), ("kind", "oom_kill")): 1,
+                       (("device", "mmc1"), ("kind", "mmc_error")): 1}),
+    ("jetson-nano", {(("device", "soctherm"), ("kind", "under_voltage")): 3,
+                     (("device", "1-2"), ("kind", "usb_disconnect")): 1}),
+])
+def test_a_recorded_tree_reads_its_own_journal_not_the_hosts(tmp_path, board, expected):
+    tree = BOARD_TREES[board]
+    ctx = CollectorContext(config=configmod.Config(), procfs=str(tree / "proc"), sysfs=str(tree / "sys"),
+                           rootfs=str(tree / "root"))
+    fake = FakeJournal(tmp_path / "j")
+    c = KernelEventsCollector(ctx, journalctl=[str(fake.path)])
+    try:
+        assert _counts(c.collect()) == expected
+        assert _counts(c.collect()) == expected  # read once, not again each cycle
+        assert c.problems == []
+        assert fake.calls() == []
+        assert len(c.recent_events()) == sum(expected.values())
+    finally:
+        c.close()
+
+
+def test_a_tree_without_a_recorded_journal_has_no_events(tmp_path):
+    (tmp_path / "proc").mkdir()
+    ctx = CollectorContext(config=configmod.Config(), procfs=str(tmp_path / "proc"))
+    c = KernelEventsCollector(ctx)
+    assert c.collect() == [] and c.problems == []

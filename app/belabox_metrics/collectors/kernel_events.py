@@ -5,16 +5,19 @@ thermal, storage errors and OOM kills (kmsg.KINDS).
 ``belabox_kernel_events_total{kind,device[,modem]}`` counts the events of the current boot;
 the last ``belabox.kernel_event_lines`` event lines are kept for ``diagnose``
 (``recent_events()``). The journal is read by journal.JournalFollower in its own thread, so
-``collect()`` only copies counters.
+``collect()`` only copies counters. Pointed at a recorded tree (``--procfs`` not this
+kernel's), the host's journal says nothing about it: the tree's ``kernel-journal.jsonl`` is
+read instead, once.
 """
 
 from __future__ import annotations
 
 import collections
+import json
 import threading
 from collections.abc import Sequence
 
-from belabox_metrics import journal, kmsg
+from belabox_metrics import journal, kmsg, recorded
 from belabox_metrics.collectors import Collector, CollectorContext
 from belabox_metrics.samples import Sample, sample
 
@@ -46,7 +49,12 @@ class KernelEventsCollector(Collector):
         self._port_modem: dict[str, str] = {}  # remembered so a disconnect after the modem vanished still maps
         self._follower: journal.JournalFollower | None = None
         self._first = True
+        self._live = recorded.is_live_procfs(ctx.procfs)
         self.problems: list[str] = []
+
+    @classmethod
+    def configured(cls, config) -> bool:
+        return config.belabox.kernel_events
 
     # --- the reader side (journal thread) --------------------------------------------------------
 
@@ -99,6 +107,11 @@ class KernelEventsCollector(Collector):
         self.problems = []
         if not self.ctx.config.belabox.kernel_events:
             return []
+        if not self._live:
+            if self._first:
+                self._first = False
+                self._read_recorded()
+            return self._samples()
         follower = self._ensure_started()
         if self._first:
             self._first = False
@@ -109,6 +122,27 @@ class KernelEventsCollector(Collector):
             self.problems.append(message)
         if not follower.replay_done.is_set():
             return []  # half a replay would look like a counter reset
+        return self._samples()
+
+    def _read_recorded(self) -> None:
+        path = recorded.beside(self.ctx.procfs, recorded.KERNEL_JOURNAL)
+        try:
+            with open(path, encoding="utf-8", errors="replace") as fh:
+                lines = fh.readlines()
+        except FileNotFoundError:
+            return  # a tree without a recorded journal has no kernel events to show
+        except OSError as e:
+            self.problems.append(f"cannot read {path}: {e.strerror or e}")
+            return
+        for line in lines:
+            try:
+                entry = json.loads(line)
+            except ValueError:
+                continue
+            if isinstance(entry, dict):
+                self._entry(entry)
+
+    def _samples(self) -> list[Sample]:
         with self._lock:
             counts = dict(self._counts)
         out = []

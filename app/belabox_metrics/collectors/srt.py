@@ -39,6 +39,10 @@ class SrtCollector(Collector):
         self._monotonic = monotonic
         self.problems: list[str] = []
 
+    @classmethod
+    def configured(cls, config) -> bool:
+        return bool(config.belabox.srt_stats_url)
+
     def _budget(self) -> float:
         cfg = self.ctx.config
         timeout = cfg.collectors.get(self.name).timeout or cfg.collectors.default_timeout
