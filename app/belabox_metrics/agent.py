@@ -72,6 +72,7 @@ class Agent:
         self._stall_requested = False
         self._ticks = 0
         self._last_batch_mono: float | None = None
+        self._uncommitted: list[int] = []
 
     # --- start-up ---------------------------------------------------------------------
 
@@ -81,7 +82,7 @@ class Agent:
         from belabox_metrics import paths, timekeeping
         from belabox_metrics.store import Spool
 
-        self.data_path = paths.resolve_data_dir(self.cfg, self.environ)
+        self.data_path = paths.resolve_data_dir(self.cfg, self.environ, procfs=self.roots.procfs)
         db_path = self.data_path.db_path
         self.lock = InstanceLock(lock_path_for(db_path))
         self.lock.acquire()
@@ -102,12 +103,11 @@ class Agent:
         self._start_clock_thread()
 
     def _start_discovery(self) -> None:
-        try:
-            from belabox_metrics import discovery
-        except ImportError as e:  # pyudev missing on a stripped-down install
-            self.health.update("discovery", health.DEGRADED, f"device discovery unavailable: {e}")
-            return
-        self.discovery = discovery.start_discovery(self.cfg, sysfs=self.roots.sysfs, health=self.health)
+        from belabox_metrics.devices import DeviceRegistry
+        from belabox_metrics.discovery import Discovery
+        self.discovery = Discovery(DeviceRegistry(), sysfs=self.roots.sysfs, health=self.health,
+                                   selfmetrics=self.selfmetrics)
+        self.discovery.start()
 
     def _collector_context(self) -> CollectorContext:
         from belabox_metrics import hardware
@@ -172,9 +172,15 @@ class Agent:
         if samples:
             wall_ms, boot_id, boottime_ns, synced = self.timekeeper.stamp()
             self.spool.append(Batch(tuple(samples), wall_ms, boot_id, boottime_ns, synced))
+            self._uncommitted.append(wall_ms)
             self._last_batch_mono = now
         try:
-            self.spool.maybe_commit(now)
+            committed = self.spool.maybe_commit(now)
+            if committed:
+                # A commit takes the whole buffer; a full buffer dropped its oldest, so the last
+                # `committed` are what reached the disk. The crash tests read this line.
+                log.debug("committed batches wall_ms=%s", ",".join(map(str, self._uncommitted[-committed:])))
+                self._uncommitted = []
             self.spool.maintain(now)
             self._commit_error = None
         except Exception as e:  # a full or failing disk must show in health, not kill collection
@@ -296,11 +302,12 @@ class Agent:
             self.notifier.stopping()
         log.info("stopping: flushing the spool")
         try:
-            self.spool.flush()
+            if self.spool.flush():
+                log.debug("committed batches wall_ms=%s", ",".join(map(str, self._uncommitted)))
         except Exception as e:
             log.error("spool flush at shutdown failed: %s", e)
         if self.uploader is not None:
-            self.uploader.stop(timeout=SHUTDOWN_UPLOAD_BUDGET)
+            self.uploader.stop(timeout=SHUTDOWN_UPLOAD_BUDGET, final_upload=True)
         self.close()
         return 0
 
