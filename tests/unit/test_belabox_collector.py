@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import json
 import os
-from types import SimpleNamespace
 
 import pytest
 
 from belabox_metrics import config as configmod
 from belabox_metrics.collectors import CollectorContext
 from belabox_metrics.collectors.belabox import BelaboxCollector, bond_links, duplicate_ipv4
+from belabox_metrics.devices import DeviceInfo, DeviceRegistry, Node
 from tests.support.proctree import STREAM_TREE, copy_stream_tree
 
 
@@ -120,8 +120,15 @@ def test_malformed_belaui_files_degrade_without_stopping_the_rest(tmp_path):
 
 
 def test_discovery_decides_the_candidate_interfaces():
-    reg = SimpleNamespace(interfaces=lambda: [SimpleNamespace(name="eth1", kind="modem", usb_path="1-1",
-                                                              modem_key=None)])
+    usb = "/devices/platform/fc800000.usb/usb1/1-1"
+    usb_node = Node(usb, "usb", "usb_device", "usb", {"idVendor": "12d1", "idProduct": "14dc"})
+    reg = DeviceRegistry()
+    reg.replace_all([
+        DeviceInfo("usb", usb, "1-1", "usb_device", "usb", attrs=usb_node.attrs),
+        DeviceInfo("net", f"{usb}/1-1:1.0/net/eth1", "eth1", None, "cdc_ether", flags=frozenset({"device"}),
+                   parents=(Node(f"{usb}/1-1:1.0", "usb", "usb_interface", "cdc_ether"), usb_node)),
+    ])
+    assert [i.name for i in reg.interfaces()] == ["eth1"]
     out = BelaboxCollector(_ctx(STREAM_TREE, registry=reg)).collect()
     # eth2 is not among discovery's interfaces, so eth1 has nobody to share with.
     assert _values(out, "belabox_network_duplicate_address") == {(("device", "eth1"),): 0.0}

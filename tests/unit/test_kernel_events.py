@@ -12,6 +12,7 @@ from belabox_metrics.collectors import CollectorContext
 from belabox_metrics.collectors.belabox import BelaboxCollector
 from belabox_metrics.collectors.kernel_events import KernelEventsCollector
 from belabox_metrics.collectors.runner import CollectorRunner
+from belabox_metrics.devices import DeviceInfo, DeviceRegistry, Node
 from tests.support.fakejournal import FakeJournal, alive, wait_for
 from tests.support.proctree import BOARD_TREES, STREAM_TREE
 
@@ -192,3 +193,31 @@ def test_a_tree_without_a_recorded_journal_has_no_events(tmp_path):
     ctx = CollectorContext(config=configmod.Config(), procfs=str(tmp_path / "proc"))
     c = KernelEventsCollector(ctx)
     assert c.collect() == [] and c.problems == []
+
+
+def _qmi_modem(port: str) -> list:
+    usb = f"/devices/platform/fc400000.usb/xhci-hcd.8.auto/usb5/{port}"
+    usb_node = Node(usb, "usb", "usb_device", "usb", {"idVendor": "2c7c", "idProduct": "0125", "serial": "EC25X"})
+    iface = Node(f"{usb}/{port}:1.4", "usb", "usb_interface", "qmi_wwan")
+    return [DeviceInfo("usb", usb, port, "usb_device", "usb", attrs=usb_node.attrs),
+            DeviceInfo("net", f"{usb}/{port}:1.4/net/wwan0", "wwan0", "wwan", "qmi_wwan", flags=frozenset({"device"}),
+                       parents=(iface, usb_node))]
+
+
+def test_usb_events_name_the_modem_discovery_knows_on_that_port(tmp_path, collectors):
+    registry = DeviceRegistry()
+    registry.replace_all(_qmi_modem("5-1"))
+    (modem,) = registry.modems()
+    fake = FakeJournal(tmp_path / "j")
+    fake.replay("usb 5-1: reset high-speed USB device number 3 using xhci-hcd",
+                "usb 3-1: reset high-speed USB device number 2 using xhci-hcd")
+    c = _make(collectors, fake, registry=registry)
+    counts = _counts(c.collect())
+    assert counts[(("device", "5-1"), ("kind", "usb_reset"), ("modem", modem.key))] == 1
+    assert counts[(("device", "3-1"), ("kind", "usb_reset"))] == 1
+    # The modem is unplugged (discovery forgets it) before its disconnect line is read:
+    # the port is remembered, so the line still names the modem.
+    registry.replace_all([])
+    fake.follow("usb 5-1: USB disconnect, device number 3")
+    assert wait_for(lambda: _counts(c.collect()).get(
+        (("device", "5-1"), ("kind", "usb_disconnect"), ("modem", modem.key))) == 1)

@@ -29,10 +29,12 @@ FIRST_REPLAY_WAIT = 1.0
 
 
 def _usb_path(value: object) -> str | None:
-    """``1-1`` from a modem's usb_path, tolerating an interface suffix (``1-1:1.0``)."""
+    """The kernel's USB device name (``1-1.2``, what ``usb 1-1.2: ...`` lines name) from a
+    modem's ``usb_path``: discovery gives the sysfs devpath (``/devices/.../usb1/1-1/1-1.2``);
+    a bare name or an interface (``1-1.2:1.4``) is accepted too."""
     if not isinstance(value, str) or not value:
         return None
-    return value.split(":", 1)[0]
+    return value.rstrip("/").rsplit("/", 1)[-1].split(":", 1)[0] or None
 
 
 class KernelEventsCollector(Collector):
