@@ -10,7 +10,7 @@ from belabox_metrics import config as configmod
 from belabox_metrics import health
 from belabox_metrics.collectors import CollectorContext
 from belabox_metrics.collectors.belabox import BelaboxCollector
-from belabox_metrics.collectors.kernel_events import KernelEventsCollector
+from belabox_metrics.collectors.kernel_events import KernelEventsCollector, recent_kernel_events
 from belabox_metrics.collectors.runner import CollectorRunner
 from belabox_metrics.devices import DeviceInfo, DeviceRegistry, Node
 from tests.support.fakejournal import FakeJournal, alive, wait_for
@@ -221,3 +221,14 @@ def test_usb_events_name_the_modem_discovery_knows_on_that_port(tmp_path, collec
     fake.follow("usb 5-1: USB disconnect, device number 3")
     assert wait_for(lambda: _counts(c.collect()).get(
         (("device", "5-1"), ("kind", "usb_disconnect"), ("modem", modem.key))) == 1)
+
+
+def test_recent_kernel_events_for_diagnose(tmp_path):
+    fake = FakeJournal(tmp_path / "j")
+    fake.replay(DISCONNECT, NOISE, UNDERVOLT)
+    events, problems = recent_kernel_events(_ctx(lines=1), journalctl=[str(fake.path)])
+    assert problems == [] and [e["kind"] for e in events] == ["under_voltage"]
+    follow_pid = fake.pids()[-1]
+    assert wait_for(lambda: not alive(follow_pid))  # nothing left running behind diagnose
+    events, problems = recent_kernel_events(_ctx(), journalctl=[str(tmp_path / "missing")])
+    assert events == [] and "not found" in problems[0]

@@ -171,3 +171,18 @@ def _int(value: object) -> int | None:
         return int(value)  # type: ignore[arg-type]
     except (TypeError, ValueError):
         return None
+
+
+def recent_kernel_events(ctx: CollectorContext, journalctl: Sequence[str] = ("journalctl",),
+                         wait: float = 3.0) -> tuple[list[dict], list[str]]:
+    """For ``diagnose``, which runs apart from the agent: replay this boot's kernel log (or the
+    tree's recording) and return its last ``belabox.kernel_event_lines`` event lines and any
+    problem reading it. Waits at most ``wait`` seconds for journalctl."""
+    c = KernelEventsCollector(ctx, journalctl=journalctl)
+    try:
+        if c._live and ctx.config.belabox.kernel_events:
+            c._ensure_started().settled.wait(wait)
+        c.collect()
+        return c.recent_events(), list(c.problems)
+    finally:
+        c.close()
