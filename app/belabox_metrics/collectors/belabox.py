@@ -185,14 +185,11 @@ class BelaboxCollector(Collector):
         if registry is not None and hasattr(registry, "interfaces"):
             return sorted(i.name for i in registry.interfaces())
         class_net = os.path.join(self.ctx.sysfs, "class", "net")
-        out = []
-        for name in list_dir(class_net):
-            physical = self._physical.get(name)
-            if physical is None:
-                physical = self._physical[name] = is_physical(os.path.join(class_net, name))
-            if physical:
-                out.append(name)
-        return out
+        # Cached while a name stays listed, forgotten once it is gone: a replugged device may
+        # come back under a name something else had.
+        self._physical = {n: self._physical[n] if n in self._physical else is_physical(os.path.join(class_net, n))
+                          for n in list_dir(class_net)}
+        return [n for n, physical in self._physical.items() if physical]
 
     def _duplicates(self, addresses: dict[str, list[str]]) -> list[Sample]:
         dup = duplicate_ipv4(addresses, self._candidates())
