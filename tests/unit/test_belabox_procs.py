@@ -54,6 +54,13 @@ def test_scan_finds_each_process_once_preferring_the_oldest(tmp_path):
     assert found["belacoder"].pid == 150
 
 
+def test_a_zombie_is_not_running(tmp_path):
+    d = write_process(tmp_path, 100, "belacoder", ["/usr/bin/belacoder"])
+    (d / "stat").write_text(stat_line(100, "belacoder", state="Z"))
+    (d / "cmdline").write_bytes(b"")
+    assert procs.scan(str(tmp_path)) == {}
+
+
 def test_scan_skips_a_process_that_vanishes_mid_read(tmp_path):
     d = write_process(tmp_path, 100, "belacoder", ["/usr/bin/belacoder"])
     (d / "stat").unlink()

@@ -27,6 +27,7 @@ class ProcStat:
     utime: int
     stime: int
     starttime: int
+    state: str = "R"
 
 
 def parse_stat(text: str) -> ProcStat:
@@ -38,7 +39,7 @@ def parse_stat(text: str) -> ProcStat:
     # rest[0] is field 3 (state), so field N is rest[N - 3].
     if len(rest) < 20:
         raise ValueError(f"{len(rest) + 2} fields, need at least 22")
-    return ProcStat(utime=int(rest[11]), stime=int(rest[12]), starttime=int(rest[19]))
+    return ProcStat(utime=int(rest[11]), stime=int(rest[12]), starttime=int(rest[19]), state=rest[0])
 
 
 def parse_vmrss_bytes(status: str) -> int | None:
@@ -118,6 +119,8 @@ def scan(procfs: str) -> dict[str, Found]:
             st = parse_stat(read_bytes(os.path.join(base, "stat")).decode("utf-8", "replace"))
         except (OSError, ValueError):
             continue
+        if st.state in ("Z", "X"):
+            continue  # exited, not yet reaped by belaUI: not running
         prev = found.get(name)
         if prev is not None and (prev.stat.starttime, prev.pid) <= (st.starttime, int(entry)):
             continue
