@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from scripts.reconstruct_hardware import stream
 from scripts.reconstruct_hardware.tree import (
     Disk,
     Iface,
@@ -118,6 +119,8 @@ def build(t: Tree, b: Board) -> None:
         write_disk(t, d)
     for fn in b.extra:
         fn(t)
+    if b.id in stream.BOARD_STREAMS:  # a BELABOX streaming right now (the generic box is not one)
+        stream.write(t, stream.BOARD_STREAMS[b.id]())
 
 
 def _cpus(t: Tree, b: Board) -> None:

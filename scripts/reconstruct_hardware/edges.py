@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from scripts.reconstruct_hardware import stream
 from scripts.reconstruct_hardware.board import Zone
 from scripts.reconstruct_hardware.boards import _lo
 from scripts.reconstruct_hardware.tree import (
@@ -105,8 +106,30 @@ def ina3221_hwmon_layout(t: Tree) -> None:
     t.link("sys/class/hwmon/hwmon3", hw)
 
 
+def duplicate_ipv4(t: Tree) -> None:
+    """Two HiLink sticks (cdc_ether, §1.7) both at 192.168.8.100 while a stream runs over the
+    wired link and a wwan modem: belabox_network_duplicate_address flags eth1 and eth2."""
+    t.reset()
+    hub = "devices/platform/fc800000.usb/usb1"
+    ifaces = [_lo(1000),
+              Iface("eth0", f"{NIC}/net/eth0", NIC, "c0:74:2b:fe:3a:11", ifindex=2, stats=traffic(9_000, 7_000)),
+              Iface("eth1", f"{hub}/1-1/1-1:1.0/net/eth1", f"{hub}/1-1/1-1:1.0", "0c:5b:8f:27:9a:64", speed=None,
+                    duplex=None, ifindex=3, stats=traffic(5_000, 4_000)),
+              Iface("eth2", f"{hub}/1-2/1-2:1.0/net/eth2", f"{hub}/1-2/1-2:1.0", "0c:5b:8f:27:9a:64", speed=None,
+                    duplex=None, ifindex=4, stats=traffic(6_000, 3_000)),
+              Iface("wwan0", f"{USB}/net/wwan0", USB, "00:00:00:00:00:00", speed=None, duplex=None,
+                    devtype="wwan", ifindex=5, iftype=519, stats=traffic(8_000, 2_000)),
+              Iface("docker0", "devices/virtual/net/docker0", None, "02:42:6b:1a:0c:55", speed=None, duplex=None,
+                    ifindex=6, bridge=True, devtype="bridge")]
+    for i in ifaces:
+        write_iface(t, i)
+    t.write("proc/net/dev", proc_net_dev(ifaces))
+    t.write("proc/stat", proc_stat([cpu_ticks(n, 3600, 20.0) for n in range(8)], 10_000, 90_000,
+                                   1700000000, 900, 1, 0))
+    stream.write(t, stream.duplicate_ipv4())
+
 
 EDGES = {"counter-wrap": counter_wrap, "thermal-zone-eio": thermal_zone_eio,
          "hot-removed-interface": hot_removed_interface, "cpu-64-cores": cpu_64_cores,
          "missing-psi": missing_psi, "read-only-filesystem": read_only_filesystem,
-         "ina3221-hwmon-layout": ina3221_hwmon_layout}
+         "ina3221-hwmon-layout": ina3221_hwmon_layout, "duplicate-ipv4": duplicate_ipv4}

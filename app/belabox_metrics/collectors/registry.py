@@ -27,6 +27,9 @@ COLLECTORS: tuple[tuple[str, str, str], ...] = (
     ("loadavg", "belabox_metrics.collectors.loadavg", "LoadavgCollector"),
     ("modem", "belabox_metrics.collectors.modem", "ModemCollector"),
     ("selfstats", "belabox_metrics.collectors.selfstats", "SelfstatsCollector"),
+    ("belabox", "belabox_metrics.collectors.belabox", "BelaboxCollector"),
+    ("kernel_events", "belabox_metrics.collectors.kernel_events", "KernelEventsCollector"),
+    ("srt", "belabox_metrics.collectors.srt", "SrtCollector"),
 )
 SYSTEM_COLLECTOR_NAMES = tuple(name for name, _, _ in COLLECTORS)
 
@@ -50,14 +53,18 @@ def collector_class(name: str) -> type[Collector] | None:
 
 
 def build_collectors(ctx: CollectorContext, only: list[str] | None = None) -> list[Collector]:
-    """Every enabled collector (``collectors.<name>.enabled``), or exactly ``only`` when given
-    (then the enabled flag is ignored: asking for one by name means wanting it)."""
+    """Every enabled collector (``collectors.<name>.enabled``) that has something to do here
+    (``configured(config)``: the SRT poller needs a URL), or exactly ``only`` when given (then
+    both are ignored: asking for one by name means wanting it)."""
     names = list(only) if only else [n for n in SYSTEM_COLLECTOR_NAMES if ctx.config.collectors.get(n).enabled]
     out = []
     for name in names:
         cls = collector_class(name)
         if cls is None:
             log.debug("collector %s is not part of this build", name)
+            continue
+        if not only and not cls.configured(ctx.config):
+            log.debug("collector %s has nothing to do with this configuration", name)
             continue
         out.append(cls(ctx))
     return out
