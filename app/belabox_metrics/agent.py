@@ -186,12 +186,28 @@ class Agent:
         except Exception as e:  # a full or failing disk must show in health, not kill collection
             self._commit_error = str(e)
             log.error("spool: %s", e)
+        self._expire_parked(now)
         self._report_storage()
         self._report_time()  # every tick, so a clock step shows at once
         if self.uploader is not None and samples and self._ticks == 0:
             self.uploader.wake()
         self._ticks += 1
         return True
+
+    _next_expiry = 0.0
+
+    def _expire_parked(self, now: float) -> None:
+        """Drop parked batches (earlier boot, untrusted clock) past storage.parked_max_age,
+        judged by the best known true time; without any time source nothing is judged."""
+        if now < self._next_expiry:
+            return
+        self._next_expiry = now + 60.0
+        true_now = self.timekeeper.now_ms()
+        if true_now is None:
+            return
+        dropped = self.spool.expire_parked(true_now, self.cfg.storage.parked_max_age)
+        if dropped:
+            log.warning("dropped %d parked samples older than storage.parked_max_age", dropped)
 
     def run(self) -> int:
         self._install_signals()
