@@ -72,6 +72,7 @@ class Agent:
         self._stall_requested = False
         self._ticks = 0
         self._last_batch_mono: float | None = None
+        self._uncommitted: list[int] = []
 
     # --- start-up ---------------------------------------------------------------------
 
@@ -81,7 +82,7 @@ class Agent:
         from belabox_metrics import paths, timekeeping
         from belabox_metrics.store import Spool
 
-        self.data_path = paths.resolve_data_dir(self.cfg, self.environ)
+        self.data_path = paths.resolve_data_dir(self.cfg, self.environ, procfs=self.roots.procfs)
         db_path = self.data_path.db_path
         self.lock = InstanceLock(lock_path_for(db_path))
         self.lock.acquire()
@@ -102,12 +103,11 @@ class Agent:
         self._start_clock_thread()
 
     def _start_discovery(self) -> None:
-        try:
-            from belabox_metrics import discovery
-        except ImportError as e:  # pyudev missing on a stripped-down install
-            self.health.update("discovery", health.DEGRADED, f"device discovery unavailable: {e}")
-            return
-        self.discovery = discovery.start_discovery(self.cfg, sysfs=self.roots.sysfs, health=self.health)
+        from belabox_metrics.devices import DeviceRegistry
+        from belabox_metrics.discovery import Discovery
+        self.discovery = Discovery(DeviceRegistry(), sysfs=self.roots.sysfs, health=self.health,
+                                   selfmetrics=self.selfmetrics)
+        self.discovery.start()
 
     def _collector_context(self) -> CollectorContext:
         from belabox_metrics import hardware
@@ -153,16 +153,16 @@ class Agent:
         t.start()
 
     def _clock_loop(self) -> None:
-        """Skew checks make HTTP requests, so they never run on the collection loop."""
+        """Skew checks make HTTP requests, so they never run on the collection loop. Without a
+        time source the timekeeper asks for retries sooner than the configured interval."""
         while not self._stop.is_set():
             url = self.cfg.clock_skew_url
-            if url:
+            if url and self.timekeeper.check_due():
                 try:
                     self.timekeeper.check_skew(url)
                 except Exception:  # one bad check must not end clock monitoring
                     log.exception("clock skew check failed")
-            self._report_time()
-            self._stop.wait(self.cfg.monitoring.clock_skew_check_interval)
+            self._stop.wait(5.0)
 
     # --- the loop ---------------------------------------------------------------------
 
@@ -172,19 +172,42 @@ class Agent:
         if samples:
             wall_ms, boot_id, boottime_ns, synced = self.timekeeper.stamp()
             self.spool.append(Batch(tuple(samples), wall_ms, boot_id, boottime_ns, synced))
+            self._uncommitted.append(wall_ms)
             self._last_batch_mono = now
         try:
-            self.spool.maybe_commit(now)
+            committed = self.spool.maybe_commit(now)
+            if committed:
+                # A commit takes the whole buffer; a full buffer dropped its oldest, so the last
+                # `committed` are what reached the disk. The crash tests read this line.
+                log.debug("committed batches wall_ms=%s", ",".join(map(str, self._uncommitted[-committed:])))
+                self._uncommitted = []
             self.spool.maintain(now)
             self._commit_error = None
         except Exception as e:  # a full or failing disk must show in health, not kill collection
             self._commit_error = str(e)
             log.error("spool: %s", e)
+        self._expire_parked(now)
         self._report_storage()
+        self._report_time()  # every tick, so a clock step shows at once
         if self.uploader is not None and samples and self._ticks == 0:
             self.uploader.wake()
         self._ticks += 1
         return True
+
+    _next_expiry = 0.0
+
+    def _expire_parked(self, now: float) -> None:
+        """Drop parked batches (earlier boot, untrusted clock) past storage.parked_max_age,
+        judged by the best known true time; without any time source nothing is judged."""
+        if now < self._next_expiry:
+            return
+        self._next_expiry = now + 60.0
+        true_now = self.timekeeper.now_ms()
+        if true_now is None:
+            return
+        dropped = self.spool.expire_parked(true_now, self.cfg.storage.parked_max_age)
+        if dropped:
+            log.warning("dropped %d parked samples older than storage.parked_max_age", dropped)
 
     def run(self) -> int:
         self._install_signals()
@@ -283,7 +306,7 @@ class Agent:
             self.device_id = device_id_mod.derive_device_id(new, self.roots.procfs, self.roots.sysfs,
                                                             self.roots.rootfs)
         if self.uploader is not None and new.remote.url:
-            self.uploader.reconfigure(new)
+            self.uploader.reconfigure(new, device_id=self.device_id)
         elif self.uploader is not None:
             self.uploader.stop(timeout=SHUTDOWN_UPLOAD_BUDGET)
             self.uploader = None
@@ -296,11 +319,12 @@ class Agent:
             self.notifier.stopping()
         log.info("stopping: flushing the spool")
         try:
-            self.spool.flush()
+            if self.spool.flush():
+                log.debug("committed batches wall_ms=%s", ",".join(map(str, self._uncommitted)))
         except Exception as e:
             log.error("spool flush at shutdown failed: %s", e)
         if self.uploader is not None:
-            self.uploader.stop(timeout=SHUTDOWN_UPLOAD_BUDGET)
+            self.uploader.stop(timeout=SHUTDOWN_UPLOAD_BUDGET, final_upload=True)
         self.close()
         return 0
 
@@ -367,6 +391,11 @@ def command_run(args: argparse.Namespace) -> int:
     except AlreadyRunning as e:
         log.error("%s", e)
         return cli.EXIT_RUNNING
+    except configmod.ConfigError as e:  # e.g. device_id: auto on a box with no serial nor machine-id
+        for line in e.problems:
+            print(line, file=sys.stderr)
+        agent.close()
+        return cli.EXIT_CONFIG
     except OSError as e:
         log.error("cannot start: %s", e)
         agent.close()

@@ -113,6 +113,11 @@ class TokenSource:
             self._stamp = stamp
         return self._state
 
+    def reconfigure(self, cfg: Config) -> None:
+        """SIGHUP: a changed ``remote.auth_token_file`` is read on the next ``get()``."""
+        self._cfg = cfg
+        self._stamp = None
+
     def configured(self) -> bool:
         return bool(candidate_paths(self._cfg, self._environ))
 

@@ -38,6 +38,12 @@ class Collector:
     def __init__(self, ctx: CollectorContext):
         self.ctx = ctx
 
+    @classmethod
+    def configured(cls, config: Config) -> bool:
+        """False when the configuration leaves this collector nothing to do (no URL to poll);
+        it is then not built, so health shows no idle ``collector.<name>``."""
+        return True
+
     def collect(self) -> list[Sample]:
         raise NotImplementedError
 

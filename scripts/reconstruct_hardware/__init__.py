@@ -1,0 +1,1 @@
+"""Rebuilds the reconstructed board trees under hardware/ (see hardware/README.md)."""

@@ -1,0 +1,66 @@
+"""Pure parts of the uploader: the byte budget, status classification, URL redaction.
+
+The `uploader` health rule is health.uploader_health (tests/unit/test_health_rules.py)."""
+
+from __future__ import annotations
+
+import pytest
+
+from belabox_metrics.transport import AUTH, FATAL, GAVE_UP, REJECTED, classify_status, redact_url
+from belabox_metrics.transport import OK as SENT
+from belabox_metrics.upload import ByteBudget
+
+
+class Clock:
+    def __init__(self):
+        self.t = 0.0
+
+    def __call__(self):
+        return self.t
+
+
+def test_byte_budget_paces_to_the_rate():
+    clock = Clock()
+    b = ByteBudget(1000, clock)
+    assert b.ready_in(1000) == 0.0  # one second of burst to start with
+    b.charge(1000)
+    assert b.ready_in(500) == pytest.approx(0.5)
+    clock.t = 0.5
+    assert b.ready_in(500) == 0.0
+    b.charge(500)
+    clock.t = 10.0  # idle time refills at most one second's worth
+    assert b.tokens == 0 and b.ready_in(1000) == 0.0 and b.tokens == 1000
+
+
+def test_byte_budget_big_request_waits_for_a_full_bucket_and_leaves_a_debt():
+    clock = Clock()
+    b = ByteBudget(1000, clock)
+    b.charge(1000)
+    assert b.ready_in(5000) == pytest.approx(1.0)  # waits for a full bucket, not for 5 s
+    clock.t = 1.0
+    b.charge(5000)
+    assert b.ready_in(1) == pytest.approx(4.001)
+
+
+def test_byte_budget_zero_is_unlimited():
+    b = ByteBudget(0, Clock())
+    b.charge(10**9)
+    assert b.ready_in(10**9) == 0.0
+
+
+@pytest.mark.parametrize("code, kind, retry, reason", [
+    (200, SENT, False, ""), (204, SENT, False, ""),
+    (400, REJECTED, False, "http_400"), (413, REJECTED, False, "http_413"),
+    (401, AUTH, False, "http_401"), (403, AUTH, False, "http_403"),
+    (429, GAVE_UP, True, "http_429"), (408, GAVE_UP, True, "http_408"),
+    (500, GAVE_UP, True, "http_5xx"), (503, GAVE_UP, True, "http_5xx"),
+    (404, FATAL, False, "http_404"), (301, FATAL, False, "http_3xx"), (409, FATAL, False, "http_409"),
+])
+def test_status_classification(code, kind, retry, reason):
+    """Tidewatch W12 retried 403, 404 and 413 over cellular for nothing."""
+    assert classify_status(code) == (kind, retry, reason)
+
+
+def test_redact_url_drops_credentials_and_query():
+    assert redact_url("https://user:pw@vm.example:8428/insert/3/prometheus/api/v1/import?extra_label=a=b&k=s") \
+        == "https://vm.example:8428/insert/3/prometheus/api/v1/import"
