@@ -27,11 +27,7 @@ import pytest
 import yaml
 
 from tests.image.conftest import APPLY, run
-
-try:
-    from tests.support.vm import VictoriaMetrics, VMError
-except ImportError:  # until the upload branch's tests/support/vm.py is on main
-    from tests.image.vmlocal import VictoriaMetrics, VMError
+from tests.support.vm import VictoriaMetrics, VMError
 
 HERE = Path(__file__).resolve().parent
 BOOT_TIMEOUT = 300
@@ -113,8 +109,8 @@ class RecordingProxy:
 
 @pytest.fixture
 def backend(tmp_path):
-    vm = VictoriaMetrics(tmp_path / "vm")
     (tmp_path / "vm").mkdir()
+    vm = VictoriaMetrics(tmp_path / "vm")
     try:
         vm.start()
     except VMError as e:

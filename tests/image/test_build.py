@@ -66,6 +66,11 @@ def test_deb_contents(layer):
     assert not any("__pycache__" in p or p.endswith(".pyc") for p in members)
     # /etc holds only the config: vendor files live under /usr/lib.
     assert {p for p in members if p.startswith("etc/")} == {"etc/belabox-metrics", "etc/belabox-metrics/config.yaml"}
+    # The board profiles, where hardware.py looks for them on a device.
+    for profile in (REPO / "hardware").glob("*/profile.yaml"):
+        assert f"usr/lib/belabox-metrics/hardware/{profile.parent.name}/profile.yaml" in members, profile
+    assert not any(p.startswith("usr/lib/belabox-metrics/hardware/") and p.count("/") > 5 for p in members), \
+        "only profile.yaml files are shipped, not the recorded test trees"
     # Every module of the package is shipped.
     for py in (REPO / "app/belabox_metrics").rglob("*.py"):
         rel = py.relative_to(REPO / "app")
