@@ -119,6 +119,14 @@ try:
     res["credentials"] = {n: read(os.path.join(cred_dir, n)) for n in sorted(os.listdir(cred_dir))} \
         if os.path.isdir(cred_dir) else None
     res["process"] = process(res["collector"].get("MainPID", "0"))
+    # belabox-tmp.conf: belaUI's /tmp files, created after the service started, are visible
+    # to it read-only beside its private /tmp.
+    pid = res["collector"].get("MainPID", "0")
+    with open("/tmp/belacoder_br", "w") as fh:
+        fh.write("4500\n")
+    seen = f"/proc/{pid}/root/run/belabox-metrics/host-tmp/belacoder_br"
+    res["host_tmp"] = {"seen": os.path.exists(seen) and read(seen) == "4500\n",
+                       "private_tmp_clean": not os.path.exists(f"/proc/{pid}/root/tmp/belacoder_br")}
     if params.get("reload"):
         before = res["collector"]["MainPID"]
         r = sh("systemctl", "reload", COLLECTOR)

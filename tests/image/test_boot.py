@@ -144,6 +144,7 @@ def prepare(root: Path, proxy: RecordingProxy, out: Path) -> int:
     wants = root / "etc/systemd/system/multi-user.target.wants/belabox-check.service"
     wants.symlink_to("/etc/systemd/system/belabox-check.service")
     out.mkdir(exist_ok=True)
+    (root / "out").mkdir(exist_ok=True)  # the bind's mount point, which a read-only root cannot get later
     return health_port
 
 
@@ -233,6 +234,8 @@ def test_first_boot_provisions_and_the_collector_uploads(fresh_root, backend, tm
     assert proxy.authorizations() == {f"Bearer {token.strip()}"}, "the agent did not send the provisioned token"
     ids = device_ids(vm)
     assert len(ids) == 1 and "auto" not in ids and "" not in ids, ids
+    assert f"device_id={ids.copy().pop()}" in r1["journal"]
+    assert r1["host_tmp"] == {"seen": True, "private_tmp_clean": True}, "belabox-tmp.conf bind"
     reload = r1["reload"]
     assert reload["rc"] == 0, reload["stderr"]
     assert reload["after"]["MainPID"] == reload["pid_before"], "reload restarted the process"
@@ -282,7 +285,9 @@ def test_read_only_root_with_writable_var_lib(fresh_root, backend, tmp_path):
     assert r["credentials"]["api-token-state"] == token
     assert proxy.authorizations() == {f"Bearer {token.strip()}"}
     assert device_ids(vm)
-    # Health says where the data lives: the writable state folder.
-    storage = json.dumps(r["health"][1]["components"]["storage"])
-    assert "/var/lib/belabox-metrics" in storage, storage
+    # Health says where the data lives: the writable state folder, persistent.
+    storage = r["health"][1]["components"]["storage"]
+    assert storage["details"]["path"] == "/var/lib/belabox-metrics/metrics.db", storage
+    assert storage["details"]["persistence"] is True, storage
+    assert (var_lib / "belabox-metrics/metrics.db").is_file()
     assert {p: p.read_bytes() for p in etc_before} == etc_before
