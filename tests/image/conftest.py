@@ -79,10 +79,12 @@ def fresh_root(tmp_path, amd64_template):
     """
     made = []
 
-    def make(name: str = "root") -> Path:
+    def make(name: str = "root", *, copy_on_write: bool = True) -> Path:
+        """copy_on_write=False extracts a real tree: booted agents see an overlay root as
+        volatile (from inside the container its upper layer looks like it is on tmpfs)."""
         dest = tmp_path / name
         made.append(dest)
-        if rootfs.overlay(amd64_template, dest):
+        if copy_on_write and rootfs.overlay(amd64_template, dest):
             return dest
         return rootfs.extract(rootfs.tarball_of(amd64_template), dest)
 

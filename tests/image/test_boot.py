@@ -215,7 +215,7 @@ def state_snapshot(root: Path) -> dict:
 
 def test_first_boot_provisions_and_the_collector_uploads(fresh_root, backend, tmp_path):
     vm, proxy = backend
-    root = fresh_root()
+    root = fresh_root(copy_on_write=False)
     out = tmp_path / "out"
     health_port = prepare(root, proxy, out)
 
@@ -236,6 +236,9 @@ def test_first_boot_provisions_and_the_collector_uploads(fresh_root, backend, tm
     assert len(ids) == 1 and "auto" not in ids and "" not in ids, ids
     assert f"device_id={ids.copy().pop()}" in r1["journal"]
     assert r1["host_tmp"] == {"seen": True, "private_tmp_clean": True}, "belabox-tmp.conf bind"
+    storage = r1["health"][1]["components"]["storage"]["details"]
+    assert (storage["path"], storage["persistence"]) == ("/var/lib/belabox-metrics/metrics.db", True), storage
+    assert (root / "var/lib/belabox-metrics/metrics.db").is_file()
     reload = r1["reload"]
     assert reload["rc"] == 0, reload["stderr"]
     assert reload["after"]["MainPID"] == reload["pid_before"], "reload restarted the process"
