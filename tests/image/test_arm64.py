@@ -50,7 +50,8 @@ def binfmt_aarch64():
 @pytest.fixture(scope="module")
 def arm64_root(binfmt_aarch64, tmp_path_factory):
     try:
-        tarball = rootfs.rootfs_tarball("arm64", "essential", rootfs.ARM64_PACKAGES)
+        tarball = rootfs.rootfs_tarball("arm64", "essential", rootfs.ARM64_PACKAGES,
+                                        dpkg_opts=rootfs.ARM64_DPKG_OPTS)
     except rootfs.RootfsError as e:
         pytest.fail(str(e), pytrace=False)
     dest = rootfs.extract(tarball, tmp_path_factory.mktemp("arm64") / "root")
