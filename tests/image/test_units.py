@@ -69,6 +69,16 @@ def test_collector_exposure_is_at_most_1_5():
     assert res.returncode == 0, res.stdout[-300:]
 
 
+@pytest.mark.parametrize("board", [None, "rk3588-orangepi5plus", "rk3588-rock5b", "jetson-nano"])
+def test_collector_exposure_with_its_drop_ins(fresh_root, board):
+    # By unit name inside the applied root, so the drop-ins (common and board) count too.
+    root = fresh_root()
+    run([APPLY, root, *(["--board", board] if board else [])])
+    res = run(["systemd-analyze", "security", "--offline=true", f"--root={root}", "metrics-collector.service"])
+    m = re.search(r"Overall exposure level for metrics-collector.service: (\d+\.\d+)", res.stdout)
+    assert m and float(m.group(1)) <= MAX_EXPOSURE, res.stdout[-300:]
+
+
 def test_exposure_gate_can_fail(tmp_path):
     bare = tmp_path / "bare.service"
     bare.write_text("[Service]\nExecStart=/usr/bin/true\n")
