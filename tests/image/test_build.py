@@ -138,3 +138,13 @@ def test_builds_are_reproducible(layer, tmp_path):
 def test_version_override(tmp_path):
     other = build_layer(tmp_path, version="9.8.7")
     assert control(other.deb)["Version"] == "9.8.7"
+
+
+def test_relative_stage_and_out_paths_stay_where_they_are_given(tmp_path):
+    # Staging cds into app/; a relative path must not end up inside the checkout.
+    run([REPO / "image/build", "--stage", "staged"], cwd=tmp_path)
+    assert (tmp_path / "staged/usr/bin/metrics-collector").is_file()
+    run([REPO / "image/build", "--out", "dist"], cwd=tmp_path)
+    assert list((tmp_path / "dist").glob("*.deb"))
+    assert subprocess.run(["git", "-C", REPO, "status", "--porcelain", "--", "app"],
+                          capture_output=True, text=True).stdout == ""

@@ -1,5 +1,0 @@
-import sys
-
-from belabox_metrics.cli import main
-
-sys.exit(main())
