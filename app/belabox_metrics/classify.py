@@ -43,6 +43,9 @@ CELLULAR_VENDORS = {
     "1435": "Wistron NeWeb", "0bdb": "Ericsson",
 }
 
+# Legacy gadget drivers; configfs gadgets bind as "configfs-gadget.<name>".
+GADGET_DRIVERS = frozenset({"g_ether", "g_multi", "g_cdc", "g_ncm"})
+
 ARPHRD_ETHER, ARPHRD_LOOPBACK, ARPHRD_CAN = "1", "772", "280"
 _ATA = re.compile(r"/ata\d+/")
 
@@ -221,7 +224,8 @@ def _netif(d: DeviceInfo, usb: Node | None, modem_key_: str | None) -> NetIf | E
     usb_path = usb.devpath if usb is not None else None
     if kind_prop == "ignore":
         return Excluded(d.name, "interface", f"udev rule: {KIND_PROPERTY}=ignore")
-    if "/gadget" in d.devpath or d.parent("gadget") is not None or d.parent("udc") is not None:
+    if ("/gadget" in d.devpath or d.parent("gadget") is not None or d.parent("udc") is not None
+            or _is_gadget_driver(_driver(d))):
         return Excluded(d.name, "interface", "USB gadget: this board's own side of a USB link to a host")
     if "device" not in d.flags:
         return Excluded(d.name, "interface", _virtual_reason(d))
@@ -237,13 +241,17 @@ def _netif(d: DeviceInfo, usb: Node | None, modem_key_: str | None) -> NetIf | E
     drv = _driver(d)
     if d.devtype == "wlan" or "wireless" in d.flags or "phy80211" in d.flags:
         return NetIf(d.name, d.devpath, "wifi", usb_path, None, f"wireless LAN ({drv or 'driver unknown'})")
-    if usb is not None and drv in TETHER_DRIVERS:
-        return NetIf(d.name, d.devpath, "tether", usb_path, None,
-                     f"USB tethering ({drv}) from {_vidpid(usb)}")
+    if drv in TETHER_DRIVERS:  # USB-only drivers: no need to see the USB device itself
+        source = f" from {_vidpid(usb)}" if usb is not None else ""
+        return NetIf(d.name, d.devpath, "tether", usb_path, None, f"USB tethering ({drv}){source}")
     if d.attrs.get("type", ARPHRD_ETHER) == ARPHRD_ETHER:
         where = f"USB {_vidpid(usb)}" if usb is not None else "on-board"
         return NetIf(d.name, d.devpath, "ethernet", usb_path, None, f"Ethernet, {where} ({drv or 'driver unknown'})")
     return NetIf(d.name, d.devpath, "other", usb_path, None, f"hardware link type {d.attrs.get('type')}")
+
+
+def _is_gadget_driver(driver: str | None) -> bool:
+    return driver is not None and (driver.startswith("configfs-gadget") or driver in GADGET_DRIVERS)
 
 
 def _virtual_reason(d: DeviceInfo) -> str:
