@@ -100,7 +100,7 @@ class Discovery:
     never touch the host's devices or udev database.
     """
 
-    def __init__(self, registry: DeviceRegistry, *, sysfs: str = "/sys",
+    def __init__(self, registry: DeviceRegistry, *, sysfs: str,
                  udev_run_dir: str = DEFAULT_UDEV_RUN_DIR, rescan_interval: float = 5.0,
                  resync_interval: float = 600.0, kernel_monitor: bool = True,
                  health: Any = None, selfmetrics: Any = None):

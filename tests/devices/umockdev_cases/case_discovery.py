@@ -52,7 +52,7 @@ def expected_listing(registry):
 @pytest.mark.parametrize("mode", ["udev", "sysfs"])
 def test_listing(testbed, udev_dir, mode):
     registry, health = DeviceRegistry(), HealthRegistry()
-    discovery = Discovery(registry, udev_run_dir=udev_dir if mode == "udev" else udev_dir + "/absent",
+    discovery = Discovery(registry, sysfs="/sys", udev_run_dir=udev_dir if mode == "udev" else udev_dir + "/absent",
                           health=health)
     discovery.start()
     try:
@@ -85,7 +85,7 @@ def _wait_for(predicate, timeout=1.0):
 @pytest.mark.parametrize("mode", ["udev", "sysfs"])
 def test_hotplug_remove_and_readd(testbed, udev_dir, mode):
     registry = DeviceRegistry()
-    discovery = Discovery(registry, udev_run_dir=udev_dir if mode == "udev" else udev_dir + "/absent",
+    discovery = Discovery(registry, sysfs="/sys", udev_run_dir=udev_dir if mode == "udev" else udev_dir + "/absent",
                           rescan_interval=60)  # sysfs mode: only the kernel uevent can be this fast
     collector = _collector(registry)
     discovery.start()
@@ -131,7 +131,7 @@ def test_subscribers_hear_changes(testbed, udev_dir):
     registry = DeviceRegistry()
     heard = []
     registry.subscribe(lambda change: heard.append((change.action, change.kind, change.name)))
-    discovery = Discovery(registry, udev_run_dir=udev_dir)
+    discovery = Discovery(registry, sysfs="/sys", udev_run_dir=udev_dir)
     discovery.start()
     try:
         heard.clear()
