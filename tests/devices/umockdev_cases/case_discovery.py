@@ -84,9 +84,9 @@ def _wait_for(predicate, timeout=1.0):
 
 @pytest.mark.parametrize("mode", ["udev", "sysfs"])
 def test_hotplug_remove_and_readd(testbed, udev_dir, mode):
-    registry = DeviceRegistry()
+    registry, health = DeviceRegistry(), HealthRegistry()
     discovery = Discovery(registry, sysfs="/sys", udev_run_dir=udev_dir if mode == "udev" else udev_dir + "/absent",
-                          rescan_interval=60)  # sysfs mode: only the kernel uevent can be this fast
+                          rescan_interval=60, health=health)  # sysfs mode: only a kernel uevent is this fast
     collector = _collector(registry)
     discovery.start()
     try:
@@ -100,6 +100,7 @@ def test_hotplug_remove_and_readd(testbed, udev_dir, mode):
         assert _wait_for(lambda: modem() is not None and modem().ports == ("cdc-wdm1", "ttyUSB5"))
         m = modem()
         samples = collector.collect()
+        assert _wait_for(lambda: health.get("discovery").details["modems"] == 3)
         elapsed = time.monotonic() - start
         info = [s for s in samples if s.name == "belabox_modem_info" and s.label("modem") == m.key]
         assert len(info) == 1 and info[0].label("interface") == "wwan1"
