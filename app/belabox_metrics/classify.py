@@ -74,7 +74,7 @@ def classify(devices: Iterable[DeviceInfo], equipment: Mapping[str, str] | None 
         reason = _modem_reason(usb, usb_devices.get(usb_path), members)
         if reason:
             modem_reasons[usb_path] = reason
-    keys = _modem_keys(modem_reasons, groups, usb_devices, equipment or {})
+    keys = _modem_keys(modem_reasons, usb_devices, equipment or {})
 
     disks: list[Disk] = []
     netifs: list[NetIf] = []
@@ -175,11 +175,8 @@ def base_identity(devices: Iterable[DeviceInfo], usb_path: str) -> str | None:
     """The USB-side identity of a modem: its serial when it has one, else vendor:product
     plus the port path (stable as long as it stays in the same socket)."""
     for d in devices:
-        node = _usb_parent(d)
         if d.devpath == usb_path and d.subsystem == "usb":
-            node = Node(d.devpath, d.subsystem, d.devtype, d.driver, d.attrs)
-        if node is not None and node.devpath == usb_path:
-            return _base_identity(node)
+            return _base_identity(Node(d.devpath, d.subsystem, d.devtype, d.driver, d.attrs))
     return None
 
 
@@ -191,8 +188,8 @@ def _base_identity(usb: Node) -> str:
     return f"usb:{vidpid}:port:{usb.devpath.rsplit('/', 1)[-1]}"
 
 
-def _modem_keys(reasons: Mapping[str, str], groups: Mapping[str, list[DeviceInfo]],
-                usb_devices: Mapping[str, DeviceInfo], equipment: Mapping[str, str]) -> dict[str, str]:
+def _modem_keys(reasons: Mapping[str, str], usb_devices: Mapping[str, DeviceInfo],
+                equipment: Mapping[str, str]) -> dict[str, str]:
     keys: dict[str, str] = {}
     taken: set[str] = set()
     for usb_path in sorted(reasons):
