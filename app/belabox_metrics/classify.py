@@ -47,7 +47,12 @@ CELLULAR_VENDORS = {
 GADGET_DRIVERS = frozenset({"g_ether", "g_multi", "g_cdc", "g_ncm"})
 
 ARPHRD_ETHER, ARPHRD_LOOPBACK, ARPHRD_CAN = "1", "772", "280"
+# Topology read from the device path, for trees whose parents carry no records (copied or
+# reconstructed sysfs): the kernel's own directory names, not device names.
 _ATA = re.compile(r"/ata\d+/")
+_NESTED_DISK = re.compile(r"/block/[^/]+/[^/]+$")
+_USB_DEVICE = re.compile(r"^(.*/usb\d+(?:/\d+-[\d.]+)+)/\d+-[\d.]+:\d+\.\d+/")
+_PATH_BUS = (("/nvme/", "nvme"), ("/mmc_host/", "mmc"), ("/virtio", "virtio"))
 
 
 def classify(devices: Iterable[DeviceInfo], equipment: Mapping[str, str] | None = None) -> Inventory:
@@ -218,7 +223,8 @@ def _vidpid(usb: Node) -> str:
 
 def _netif(d: DeviceInfo, usb: Node | None, modem_key_: str | None) -> NetIf | Excluded:
     kind_prop = d.prop(KIND_PROPERTY)
-    usb_path = usb.devpath if usb is not None else None
+    on_usb = _USB_DEVICE.match(d.devpath)
+    usb_path = usb.devpath if usb is not None else (on_usb.group(1) if on_usb else None)
     if kind_prop == "ignore":
         return Excluded(d.name, "interface", f"udev rule: {KIND_PROPERTY}=ignore")
     if ("/gadget" in d.devpath or d.parent("gadget") is not None or d.parent("udc") is not None
@@ -242,7 +248,7 @@ def _netif(d: DeviceInfo, usb: Node | None, modem_key_: str | None) -> NetIf | E
         source = f" from {_vidpid(usb)}" if usb is not None else ""
         return NetIf(d.name, d.devpath, "tether", usb_path, None, f"USB tethering ({drv}){source}")
     if d.attrs.get("type", ARPHRD_ETHER) == ARPHRD_ETHER:
-        where = f"USB {_vidpid(usb)}" if usb is not None else "on-board"
+        where = f"USB {_vidpid(usb)}" if usb is not None else ("USB" if usb_path else "on-board")
         return NetIf(d.name, d.devpath, "ethernet", usb_path, None, f"Ethernet, {where} ({drv or 'driver unknown'})")
     return NetIf(d.name, d.devpath, "other", usb_path, None, f"hardware link type {d.attrs.get('type')}")
 
@@ -273,16 +279,15 @@ def _virtual_reason(d: DeviceInfo) -> str:
 def _disk(d: DeviceInfo) -> Disk | Excluded:
     kind_prop = d.prop(KIND_PROPERTY)
     if d.devtype == "partition" or "partition" in d.flags:
-        parent = d.parent("block")
-        return Excluded(d.name, "disk", f"partition of {_name(parent) if parent else 'a disk'} "
-                        "(the whole disk is counted)")
-    if d.parent("block") is not None:
-        return Excluded(d.name, "disk", f"eMMC hardware partition (boot or RPMB) of {_name(d.parent('block'))}")
+        return Excluded(d.name, "disk", f"partition of {d.devpath.rsplit('/', 2)[-2]} (the whole disk is counted)")
+    if d.parent("block") is not None or _NESTED_DISK.search(d.devpath):
+        host = d.devpath.rsplit("/", 2)[-2]
+        return Excluded(d.name, "disk", f"eMMC hardware partition (boot or RPMB) of {host}")
     if kind_prop == "ignore":
         return Excluded(d.name, "disk", f"udev rule: {KIND_PROPERTY}=ignore")
-    if d.devpath.startswith("/devices/virtual/") or "device" not in d.flags and not d.parents:
+    if d.devpath.startswith("/devices/virtual/"):  # where the kernel puts parentless devices
         return Excluded(d.name, "disk", _virtual_disk_reason(d))
-    if d.parent("mtd") is not None:
+    if d.parent("mtd") is not None or "/mtd/" in d.devpath:
         return Excluded(d.name, "disk", "raw MTD flash (SPI NOR/NAND), not a block disk")
     if d.attrs.get("size") == "0":
         return Excluded(d.name, "disk", "no medium (size 0)")
@@ -329,6 +334,15 @@ def _bus(d: DeviceInfo) -> str | None:
             return sub
     if "scsi" in subsystems:
         return "ata" if _ATA.search(d.devpath) else "scsi"
+    if _USB_DEVICE.match(d.devpath):
+        return "usb"
+    for marker, bus in _PATH_BUS:
+        if marker in d.devpath:
+            return bus
+    if _ATA.search(d.devpath):
+        return "ata"
+    if "/target" in d.devpath:
+        return "scsi"
     return None
 
 
@@ -341,7 +355,3 @@ def _model(d: DeviceInfo) -> str | None:
             if p.subsystem in ("mmc", "nvme", "scsi") and p.attrs.get(attr):
                 return p.attrs[attr].strip()
     return None
-
-
-def _name(node: Node | None) -> str:
-    return node.devpath.rsplit("/", 1)[-1] if node else "?"

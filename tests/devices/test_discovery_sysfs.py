@@ -96,3 +96,30 @@ def test_tree_without_symlinks(tmp_path):
     assert {e.name: e.reason.split(":")[0] for e in inv.excluded} == {
         "docker0": "bridge (virtual)", "lo": "loopback", "usb0": "USB gadget",
         "veth3f1c2a7": "veth or other paired virtual link (containers)"}
+
+
+def test_tree_without_parent_records(tmp_path):
+    """A reconstructed tree often has only the class devices' own files: no uevent on the
+    USB/MMC/PCI parents and no subsystem or driver links. The device paths still tell the
+    bus, virtual devices and eMMC hardware partitions apart."""
+    root = materialize(GENERIC, tmp_path / "sys", strip_udev=True)
+    listed = {p.resolve() for sub in ("net", "block", "tty", "usbmisc") for p in (root / "class" / sub).iterdir()}
+    for uevent in (root / "devices").rglob("uevent"):
+        if uevent.parent.resolve() not in listed:
+            uevent.unlink()
+    for link in list((root / "devices").rglob("*")):
+        if link.is_symlink() and link.name in ("subsystem", "driver"):
+            link.unlink()
+    inv = classify(SysfsScanner(str(root)).scan())
+    assert [(d.name, d.bus) for d in inv.disks] == [("mmcblk0", "mmc"), ("mmcblk1", "mmc"), ("nvme0n1", "nvme")]
+    assert {n.name: (n.kind, n.usb_path) for n in inv.interfaces} == {
+        "eth0": ("ethernet", None), "wlan0": ("wifi", None),
+        "wwan0": ("modem", "/devices/platform/fc800000.usb/usb1/1-1"),
+        "eth1": ("ethernet", "/devices/platform/fc800000.usb/usb1/1-2"),
+        "usb1": ("ethernet", "/devices/platform/fc880000.usb/usb2/2-1"),
+    }
+    reasons = {e.name: e.reason for e in inv.excluded}
+    assert reasons["mmcblk0boot0"] == "eMMC hardware partition (boot or RPMB) of mmcblk0"
+    assert reasons["sda"] == "no medium (size 0)"
+    assert reasons["usb0"].startswith("USB gadget")
+    assert reasons["zram0"].startswith("zram") and reasons["loop0"].startswith("loop")
