@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import signal
 import sys
 import threading
@@ -19,7 +20,7 @@ from belabox_metrics import config as configmod
 from belabox_metrics.devices import DeviceChange, DeviceRegistry, Disk, Excluded, Modem, NetIf
 from belabox_metrics.discovery import DEFAULT_UDEV_RUN_DIR, Discovery
 
-EXIT_OK, EXIT_CONFIG = 0, 78
+EXIT_OK, EXIT_USAGE, EXIT_CONFIG = 0, 2, 78
 
 
 def cli_setup(command: Callable[..., None]) -> None:
@@ -92,8 +93,12 @@ def command_devices(args: argparse.Namespace) -> int:
     cfg = _load_config(args)
     if cfg is None:
         return EXIT_CONFIG
+    sysfs = args.sysfs or cfg.host.sysfs
+    if not os.path.isdir(sysfs):
+        print(f"devices: sysfs root {sysfs} is not a directory", file=sys.stderr)
+        return EXIT_USAGE
     registry = DeviceRegistry()
-    discovery = Discovery(registry, sysfs=args.sysfs or cfg.host.sysfs, udev_run_dir=args.udev_dir)
+    discovery = Discovery(registry, sysfs=sysfs, udev_run_dir=args.udev_dir)
     if args.watch:
         return _watch(registry, discovery, args.json)
     discovery.scan_once()
