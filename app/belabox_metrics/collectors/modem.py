@@ -90,6 +90,12 @@ class ModemCollector(Collector):
         self._timed_out = False
         self._warned: set[str] = set()
 
+    @property
+    def problems(self) -> list[str]:
+        """What the runner shows as a degraded ``collector.modem`` (ModemManager down, mmcli
+        slow or malformed); without this the runner's "ok" would hide it after every cycle."""
+        return [self.status[1]] if self.status[0] != "ok" else []
+
     # --- mmcli ----------------------------------------------------------------------------
 
     def _mmcli(self, *args: str) -> str:
