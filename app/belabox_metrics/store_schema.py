@@ -132,7 +132,8 @@ def check(conn: sqlite3.Connection) -> None:
             raise DamagedError(f"not a usable database ({e})") from None
         raise
     if rows != ["ok"]:
-        raise DamagedError("integrity check failed: " + "; ".join(rows)[:300])
+        detail = "; ".join(" ".join(r.replace("*** in database main ***", "").split()) for r in rows)
+        raise DamagedError(f"integrity check failed: {detail[:300]}")
 
 
 def migrate(conn: sqlite3.Connection) -> int:
