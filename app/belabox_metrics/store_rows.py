@@ -6,9 +6,7 @@ totals; this module returns what changed so it can.
 
 from __future__ import annotations
 
-import contextlib
 import sqlite3
-from collections import OrderedDict
 from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass
 
@@ -21,7 +19,6 @@ from belabox_metrics.store_schema import PAGE_SIZE, Budget
 _POOR_RATIO = 1.25
 _POOR_RUN = 3
 _DICT_MIN_BATCHES = 100
-_DICT_CACHE = 16
 
 
 def pages_for(length: int) -> int:
@@ -60,7 +57,6 @@ class RowWriter:
         self.budget = budget
         self._boots = {b: i for i, b in conn.execute("SELECT id, boot_id FROM boots")}
         self._boot_names = {i: b for b, i in self._boots.items()}
-        self._dicts: OrderedDict[int, Dictionary] = OrderedDict()
         last = conn.execute("SELECT id, data FROM dicts ORDER BY id DESC LIMIT 1").fetchone()
         self._dict = (last[0], Dictionary.from_bytes(last[1])) if last else None
         self._dict_baseline: int | None = None
@@ -85,19 +81,6 @@ class RowWriter:
 
     def boot_name(self, ref: int) -> str:
         return self._boot_names.get(ref, "")
-
-    def dict_data(self, dict_id: int | None) -> Dictionary | None:
-        if dict_id is None:
-            return None
-        d = self._dicts.get(dict_id)
-        if d is None:
-            row = self.conn.execute("SELECT data FROM dicts WHERE id = ?", (dict_id,)).fetchone()
-            if row is None:
-                raise sqlite3.DatabaseError(f"dictionary {dict_id} is missing")
-            d = self._dicts[dict_id] = Dictionary.from_bytes(row[0])
-            if len(self._dicts) > _DICT_CACHE:
-                self._dicts.popitem(last=False)
-        return d
 
     def free_pages(self) -> int:
         count = self.conn.execute("PRAGMA page_count").fetchone()[0]
@@ -126,8 +109,6 @@ class RowWriter:
         if not rows:  # everything was dropped: the new dictionaries were never written either
             self._dict, self._dict_baseline, self._dict_age, self._poor_run = state
             return rows, changes, drops
-        for i, data in new_dicts:
-            self._dicts[i] = Dictionary.from_bytes(data)
         return rows, changes, drops
 
     def _encode(self, b: Batch, ser: bytes, new_dicts: list) -> tuple[bytes, int | None]:
@@ -337,6 +318,3 @@ class RowWriter:
         self.transaction(fn)
         self._boots = {b: i for i, b in self.conn.execute("SELECT id, boot_id FROM boots")}
         self._boot_names = {i: b for b, i in self._boots.items()}
-        with contextlib.suppress(KeyError):
-            for i in [i for i in self._dicts if i != keep]:
-                del self._dicts[i]

@@ -97,7 +97,8 @@ def test_a_file_that_is_no_database_at_all(db):
         fh.write("this is the agent's config, copied to the wrong place\n" * 100)
     sp = Spool.open(db, CFG)
     assert sp.open_report.quarantined
-    assert open(sp.open_report.quarantined).read().startswith("this is the agent's config")
+    with open(sp.open_report.quarantined) as fh:
+        assert fh.read().startswith("this is the agent's config")
     assert sp.stats().pending_samples == 0
     sp.close()
 

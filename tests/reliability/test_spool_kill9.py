@@ -11,6 +11,8 @@ import time
 from collections import Counter
 from pathlib import Path
 
+import pytest
+
 from belabox_metrics.config import StorageConfig
 from belabox_metrics.store import Spool
 
@@ -59,12 +61,18 @@ def run_child_and_kill(path: str, first: int, min_commits: int, rng_delay: float
         time.sleep(rng_delay)  # land the kill anywhere in the loop
     finally:
         proc.send_signal(signal.SIGKILL)
-        rest, err = proc.communicate(timeout=10)
+        proc.wait(timeout=10)
+    # Not communicate(): it reads the pipe's file descriptor and would skip what readline()
+    # already buffered.
+    rest, err = proc.stdout.read(), proc.stderr.read()
+    proc.stdout.close()
+    proc.stderr.close()
     assert proc.returncode == -signal.SIGKILL, err
     lines.extend(x for x in rest.splitlines() if x)  # each line is one write below PIPE_BUF: whole
     return lines
 
 
+@pytest.mark.timeout(120)
 def test_kill9_loses_no_committed_batch_and_resends_no_acknowledged_sample(tmp_path):
     path = str(tmp_path / "metrics.db")
     committed: set[int] = set()

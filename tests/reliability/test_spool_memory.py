@@ -21,6 +21,7 @@ def rss() -> int:
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(120)
 def test_draining_a_million_sample_backlog_keeps_rss_flat(tmp_path):
     path = str(tmp_path / "metrics.db")
     sp = Spool.open(path, StorageConfig())
