@@ -54,8 +54,13 @@ class Dictionary:
 
 def series_json(samples: Sequence[Sample]) -> bytes:
     """The series part of a row: what decides whether a row can share its dictionary's."""
-    return json.dumps([[s.name, *[x for kv in s.labels for x in kv]] for s in samples],
-                      separators=(",", ":"), ensure_ascii=False).encode()
+    # ensure_ascii: \u escapes carry any str through, lone surrogates from undecodable sysfs
+    # names included; real label values are ASCII, so it costs nothing.
+    names = [[s.name, *[x for kv in s.labels for x in kv]] for s in samples]
+    for e in names:
+        if not all(isinstance(x, str) for x in e):
+            raise TypeError(f"names and labels must be strings: {e[:5]!r}")
+    return json.dumps(names, separators=(",", ":")).encode()
 
 
 def values_text(samples: Sequence[Sample]) -> bytes:

@@ -6,6 +6,7 @@ totals; this module returns what changed so it can.
 
 from __future__ import annotations
 
+import logging
 import sqlite3
 from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass
@@ -14,11 +15,22 @@ from belabox_metrics.samples import Batch
 from belabox_metrics.store_codec import Dictionary, encode, make_dictionary, series_json
 from belabox_metrics.store_schema import PAGE_SIZE, Budget
 
+log = logging.getLogger(__name__)
+
 # A new dictionary costs a 16 KB row; only adopt one when rows have compressed poorly against
 # the current one for a while (new devices, say), and not more often than every 100 batches.
 _POOR_RATIO = 1.25
 _POOR_RUN = 3
 _DICT_MIN_BATCHES = 100
+
+
+def _check(b: Batch) -> None:
+    """What SQLite would refuse at INSERT time, caught before the transaction."""
+    for v in (b.wall_ms, b.boottime_ns):
+        if not isinstance(v, int) or not -(1 << 63) <= v < (1 << 63):
+            raise ValueError(f"times must be 64-bit integers, got {v!r}")
+    if not isinstance(b.boot_id, str):
+        raise ValueError(f"boot_id must be a string, got {b.boot_id!r}")
 
 
 def pages_for(length: int) -> int:
@@ -95,12 +107,20 @@ class RowWriter:
         state = (self._dict, self._dict_baseline, self._dict_age, self._poor_run)
         new_dicts: list[tuple[int, bytes]] = []
         pending = []
-        for b in batches:
-            ser = series_json(b.samples)
-            blob, dict_id = self._encode(b, ser, new_dicts)
-            pending.append((b, blob, dict_id))
         changes: list[Change] = []
         drops: dict[str, int] = {}
+        for b in batches:
+            try:
+                _check(b)
+                blob, dict_id = self._encode(b, series_json(b.samples), new_dicts)
+            except (TypeError, ValueError, UnicodeError, OverflowError) as e:
+                # One malformed batch from a buggy collector must not block every commit after it.
+                log.error("spool: batch at %r cannot be stored (%s): dropped", b.wall_ms, e)
+                drops["invalid"] = drops.get("invalid", 0) + len(b.samples)
+                continue
+            pending.append((b, blob, dict_id))
+        if drops:
+            self.transaction(lambda c: self.count_drops(drops))
         try:
             rows = self._insert_within_cap(pending, new_dicts, changes, drops)
         except BaseException:

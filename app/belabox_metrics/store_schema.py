@@ -123,8 +123,9 @@ def configure(conn: sqlite3.Connection, budget: Budget) -> None:
 
 
 def check(conn: sqlite3.Connection) -> None:
-    """The start-up integrity check. quick_check skips index/content cross-checks: it reads every
-    page once (about 0.3 s for 64 MB here) instead of integrity_check's several passes."""
+    """The start-up integrity check: every page read once. On a full 64 MB spool here it took
+    0.53 s from a cold cache, 0.16 s warm (an SD card at 20 MB/s: about 3 s). integrity_check
+    costs the same with our single tiny index; quick_check stays cheap if indexes come later."""
     try:
         rows = [r[0] for r in conn.execute("PRAGMA quick_check(5)")]
     except sqlite3.DatabaseError as e:

@@ -12,7 +12,7 @@ from dataclasses import replace
 import pytest
 
 from belabox_metrics.config import StorageConfig
-from belabox_metrics.samples import Batch, sample
+from belabox_metrics.samples import Batch, Sample, sample
 from belabox_metrics.selfmetrics import SelfMetrics
 from belabox_metrics.store import Spool, StoreError
 from belabox_metrics.store_schema import APPLICATION_ID, SCHEMA_VERSION
@@ -494,4 +494,29 @@ def test_three_threads_lose_and_duplicate_nothing(db):
     assert not errors
     assert sorted(acked) == expected  # each exactly once: a take after an ack never repeats it
     assert sp.stats().pending_samples == 0
+    sp.close()
+
+
+# --- bad input --------------------------------------------------------------------------------------
+
+def test_a_malformed_batch_is_dropped_as_invalid_without_blocking_the_rest(db):
+    sp = open_spool(db)
+    sp.append(small_batch(1))
+    sp.append(Batch((Sample("bad_value", (), "not a number"),), 1_750_000_000_000, "b", 0, True))
+    sp.append(Batch((sample("bad_time", 1.0),), 1 << 64, "b", 0, True))
+    sp.append(Batch((Sample("bad_label", (("k", 5),), 1.0),), 1_750_000_000_000, "b", 0, True))
+    sp.append(small_batch(2))
+    assert sp.flush() == 5
+    st = sp.stats()
+    assert (st.pending_samples, st.dropped) == (20, {"invalid": 3})
+    sp.close()
+
+
+def test_undecodable_names_survive_the_round_trip(db):
+    odd = "eth\udcff0"  # what surrogateescape makes of a non-UTF-8 interface name
+    sp = open_spool(db)
+    sp.append(Batch((sample("node_network_up", 1.0, {"device": odd}),), 1_750_000_000_000, "b", 0, True))
+    sp.close()
+    sp = open_spool(db)
+    assert sp.take_oldest(1)[0].samples[0].labels == (("device", odd),)
     sp.close()
