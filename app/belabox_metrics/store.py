@@ -416,6 +416,7 @@ class Spool:
         with self._db:
             self._writer.gc()
             self._conn.execute("VACUUM")
+            # VACUUM went through the WAL: copy it home and give the space back now.
             self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
 
     def close(self) -> None:
@@ -428,6 +429,7 @@ class Spool:
             self._closed = True
             with self._db:
                 try:
+                    # Leave a self-contained file (a copy or a `sqlite3` session needs no WAL).
                     self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
                 finally:
                     self._conn.close()

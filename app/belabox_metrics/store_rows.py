@@ -320,7 +320,7 @@ class RowWriter:
                     break
             self.gc()
             c.execute("VACUUM")
-            c.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            c.execute("PRAGMA wal_checkpoint(TRUNCATE)")  # the rewrite went through the WAL
         # Hard stop at the cap: an insert past it fails with SQLITE_FULL and the oldest batches go
         # (the free-page check before each insert usually gets there first). SQLite silently clamps
         # it to the current size, hence the shrinking above.

@@ -35,6 +35,7 @@ from belabox_metrics.store import Spool  # noqa: E402
 from tests.support.spoolgen import BatchGen  # noqa: E402
 
 DAY_S = 86_400
+START = 1000.0  # monotonic seconds at the start of a simulated run
 TARGET_MB_PER_DAY = 60
 # Simulated seconds between writebacks: the kernel's default dirty_expire_centisecs (30 s) first,
 # then the worst case of every 10-s commit reaching the flash on its own.
@@ -66,14 +67,18 @@ class OurSpool:
 
     def __init__(self, path: str, commit_interval: float):
         self.path = path
-        self.spool = Spool.open(path, StorageConfig(commit_interval=commit_interval))
+        # The simulated clock starts at START; the spool must share it or it never sees a
+        # commit_interval pass.
+        self.spool = Spool.open(path, StorageConfig(commit_interval=commit_interval), clock=lambda: START)
+
+    commits = 0
 
     def files(self) -> list[str]:
         return [self.path, self.path + "-wal", self.path + "-shm"]
 
     def cycle(self, now: float, batch) -> None:
         self.spool.append(batch)
-        self.spool.maybe_commit(now)
+        self.commits += self.spool.maybe_commit(now) > 0
         self.spool.maintain(now)
 
     def upload(self) -> int:
@@ -183,7 +188,7 @@ def run_layout(cls, workdir: str, cycles: int, procfs: str, writeback_s: float,
     before = write_bytes(procfs)
     t0 = time.perf_counter()
     uploaded = 0
-    now = 1000.0
+    now = START
     next_upload, next_sync = now + upload_s, now + writeback_s
     for _ in range(cycles):
         now += interval_s
