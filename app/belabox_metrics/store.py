@@ -111,7 +111,11 @@ class Spool:
             conn = cls._prepare(path, budget)
         except DamagedError as e:
             damage = str(e)
-            quarantined = store_salvage.quarantine(path)
+            try:
+                quarantined = store_salvage.quarantine(path)
+            except OSError as err:
+                raise StoreError(f"{path}: {damage}, and it cannot be moved aside "
+                                 f"({err.strerror or err})") from None
             log.error("spool %s: %s; moved to %s", path, damage, quarantined)
             conn = cls._prepare(path, budget)
         spool = cls(conn, path, cfg, budget, selfmetrics, clock)

@@ -141,7 +141,8 @@ def migrate(conn: sqlite3.Connection) -> int:
     """Bring the schema to SCHEMA_VERSION; returns the version found."""
     tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
     app_id = conn.execute("PRAGMA application_id").fetchone()[0]
-    if tables and app_id != APPLICATION_ID:
+    # schema_version alone: a first open that died before migration 1 committed.
+    if tables - {"schema_version"} and app_id != APPLICATION_ID:
         raise DamagedError(f"not a metrics-collector spool (tables: {', '.join(sorted(tables))[:200]})")
     conn.execute("CREATE TABLE IF NOT EXISTS schema_version "
                  "(version INTEGER PRIMARY KEY, applied_at INTEGER NOT NULL)")

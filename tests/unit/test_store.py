@@ -522,3 +522,24 @@ def test_undecodable_names_survive_the_round_trip(db):
     sp = open_spool(db)
     assert sp.take_oldest(1)[0].samples[0].labels == (("device", odd),)
     sp.close()
+
+
+def test_a_first_open_that_died_before_migrating_is_not_taken_for_foreign(db, tmp_path):
+    os.makedirs(os.path.dirname(db))
+    conn = sqlite3.connect(db)
+    conn.execute("CREATE TABLE schema_version (version INTEGER PRIMARY KEY, applied_at INTEGER NOT NULL)")
+    conn.commit()
+    conn.close()
+    sp = open_spool(db)
+    assert sp.open_report.quarantined is None
+    sp.close()
+
+
+def test_unusable_paths_are_one_line_errors(tmp_path):
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(StoreError, match="cannot create the spool directory"):
+        open_spool(str(tmp_path / "file" / "sub" / "metrics.db"))
+    (tmp_path / "adir.db").mkdir()
+    with pytest.raises(StoreError, match="cannot open the spool|cannot use the spool") as e:
+        open_spool(str(tmp_path / "adir.db"))
+    assert "\n" not in str(e.value)
