@@ -121,6 +121,8 @@ class RowWriter:
             pending.append((b, blob, dict_id))
         if drops:
             self.transaction(lambda c: self.count_drops(drops))
+        if not pending:
+            return [], changes, drops
         try:
             rows = self._insert_within_cap(pending, new_dicts, changes, drops)
         except BaseException:
@@ -128,7 +130,6 @@ class RowWriter:
             raise
         if not rows:  # everything was dropped: the new dictionaries were never written either
             self._dict, self._dict_baseline, self._dict_age, self._poor_run = state
-            return rows, changes, drops
         return rows, changes, drops
 
     def _encode(self, b: Batch, ser: bytes, new_dicts: list) -> tuple[bytes, int | None]:
