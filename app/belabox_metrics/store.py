@@ -17,6 +17,7 @@ import threading
 import time
 from collections.abc import Collection, Iterator, Sequence
 from dataclasses import dataclass
+from urllib.parse import quote
 
 from belabox_metrics.config import StorageConfig
 from belabox_metrics.samples import Batch
@@ -24,6 +25,7 @@ from belabox_metrics.selfmetrics import SelfMetrics
 from belabox_metrics.store_reader import RowReader, Slice
 from belabox_metrics.store_rows import Change, RowWriter
 from belabox_metrics.store_schema import (
+    BUSY_TIMEOUT_S,
     Budget,
     DamagedError,
     StoreError,
@@ -89,6 +91,7 @@ class Spool:
         self._reader = RowReader(conn, self._writer.boot_name)
         self._last_commit = self._last_checkpoint = clock()
         self._closed = False
+        self._readonly = False
         self.open_report = OpenReport(None, 0, 0, "")
 
     # --- opening ------------------------------------------------------------------------
@@ -128,6 +131,24 @@ class Spool:
             spool.open_report = OpenReport(None, 0, 0, f"spool ok: {st.pending_samples} samples pending")
         else:
             spool.open_report = spool._salvage(quarantined, damage or "damaged")
+        return spool
+
+    @classmethod
+    def open_readonly(cls, path: str, cfg: StorageConfig) -> Spool:
+        """A look without touching (``diagnose``, ``queue stats|export``): SQLite's mode=ro, so no
+        migration, checkpoint or salvage, and a damaged file stays as found. While the agent runs
+        it fails with "database is locked": the agent holds the file exclusively."""
+        path = os.path.abspath(path)
+        if not os.path.exists(path):
+            raise StoreError(f"{path}: no spool file")
+        try:
+            conn = sqlite3.connect(f"file:{quote(path)}?mode=ro", uri=True, timeout=BUSY_TIMEOUT_S,
+                                   isolation_level=None, check_same_thread=False)
+            spool = cls(conn, path, cfg, Budget.of(cfg), None, time.monotonic)
+            spool._readonly = True
+            spool._load()
+        except sqlite3.Error as e:
+            raise StoreError(f"{path}: cannot read the spool ({e})") from None
         return spool
 
     @staticmethod
@@ -426,6 +447,10 @@ class Spool:
     def close(self) -> None:
         """Commit the buffer, checkpoint, close. Safe to call twice."""
         if self._closed:
+            return
+        if self._readonly:
+            self._closed = True
+            self._conn.close()
             return
         try:
             self.flush()

@@ -8,6 +8,7 @@ import shutil
 import sqlite3
 import threading
 from dataclasses import replace
+from pathlib import Path
 
 import pytest
 
@@ -543,3 +544,31 @@ def test_unusable_paths_are_one_line_errors(tmp_path):
     with pytest.raises(StoreError, match="cannot open the spool|cannot use the spool") as e:
         open_spool(str(tmp_path / "adir.db"))
     assert "\n" not in str(e.value)
+
+
+def test_read_only_view_sees_the_spool_and_changes_nothing(db, monkeypatch):
+    from belabox_metrics import store_schema
+    sp = open_spool(db)
+    for i in range(3):
+        sp.append(small_batch(i))
+    sp.flush()
+    sp.drop(sp.take_oldest(1), "invalid")
+    sp.close()
+    before = Path(db).read_bytes()
+    view = Spool.open_readonly(db, CFG)
+    st = view.stats()
+    assert (st.pending_samples, st.dropped) == (29, {"invalid": 1})
+    assert sum(len(s.samples) for s in view.iter_pending()) == 29
+    view.close()
+    view.close()
+    # SQLite leaves an empty -wal (and a -shm) behind a read-only WAL reader; the data is untouched.
+    assert Path(db).read_bytes() == before and os.path.getsize(db + "-wal") == 0
+    monkeypatch.setattr(store_schema, "BUSY_TIMEOUT_S", 0.05)
+    from belabox_metrics import store
+    monkeypatch.setattr(store, "BUSY_TIMEOUT_S", 0.05)
+    sp = open_spool(db)
+    with pytest.raises(StoreError, match="locked"):
+        Spool.open_readonly(db, CFG)
+    sp.close()
+    with pytest.raises(StoreError, match="no spool file"):
+        Spool.open_readonly(db + ".nope", CFG)
