@@ -38,17 +38,35 @@ class CodecError(ValueError):
     """A row that cannot be decoded (bit rot, a foreign format, a missing dictionary)."""
 
 
+# Stored dictionaries: this byte, a CRC-32 of the payload (every row of a dictionary depends on
+# it and SQLite checks no content), then the payload zlib'd: 16 KB shrink to 3 KB, a smaller
+# target for a garbled block and fewer bytes per new dictionary.
+_DICT_FORMAT = 2
+
+
 @dataclass(frozen=True)
 class Dictionary:
     series: bytes  # series JSON of the batch it was made from
     values: bytes  # that batch's values text
 
     def to_bytes(self) -> bytes:
-        return self.series + b"\n" + self.values
+        payload = self.series + b"\n" + self.values
+        return (bytes((_DICT_FORMAT,)) + zlib.crc32(payload).to_bytes(4, "big")
+                + zlib.compress(payload, _LEVEL))
 
     @classmethod
     def from_bytes(cls, data: bytes) -> Dictionary:
-        series, _, values = bytes(data).partition(b"\n")
+        data = bytes(data)
+        if data[:1] == b"[":  # schema version 1: plain, no CRC
+            payload = data
+        else:
+            try:
+                payload = zlib.decompress(data[5:]) if data[:1] == bytes((_DICT_FORMAT,)) else b""
+            except zlib.error:
+                payload = b""
+            if not payload or zlib.crc32(payload) != int.from_bytes(data[1:5], "big"):
+                raise CodecError("damaged dictionary")
+        series, _, values = payload.partition(b"\n")
         return cls(series, values)
 
 

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 from belabox_metrics.samples import Sample
 from belabox_metrics.store_codec import CodecError, Decoder, Dictionary
+from belabox_metrics.store_schema import DICT_TABLES
 
 log = logging.getLogger(__name__)
 
@@ -128,10 +129,21 @@ class RowReader:
             return None
         d = self._dicts.get(dict_id)
         if d is None:
-            row = self.conn.execute("SELECT data FROM dicts WHERE id = ?", (dict_id,)).fetchone()
-            if row is None:
-                raise CodecError(f"dictionary {dict_id} is missing")
-            d = self._dicts[dict_id] = Dictionary.from_bytes(row[0])
+            d = self._dicts[dict_id] = read_dictionary(self.conn, dict_id)
             if len(self._dicts) > _DICT_CACHE:
                 self._dicts.popitem(last=False)
         return d
+
+
+def read_dictionary(conn: sqlite3.Connection, dict_id: int) -> Dictionary:
+    """The dictionary from whichever copy is intact; CodecError when none is."""
+    why = "missing"
+    for table in DICT_TABLES:
+        try:
+            row = conn.execute(f"SELECT data FROM {table} WHERE id = ?", (dict_id,)).fetchone()
+            if row is not None:
+                return Dictionary.from_bytes(row[0])
+        except (sqlite3.DatabaseError, CodecError) as e:
+            why = str(e)
+            log.warning("spool: dictionary %d in %s unreadable (%s)", dict_id, table, e)
+    raise CodecError(f"dictionary {dict_id}: {why}")

@@ -12,8 +12,9 @@ from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass
 
 from belabox_metrics.samples import Batch
-from belabox_metrics.store_codec import Dictionary, encode, make_dictionary, series_json
-from belabox_metrics.store_schema import PAGE_SIZE, Budget
+from belabox_metrics.store_codec import CodecError, Dictionary, encode, make_dictionary, series_json
+from belabox_metrics.store_reader import read_dictionary
+from belabox_metrics.store_schema import DICT_TABLES, PAGE_SIZE, Budget
 
 log = logging.getLogger(__name__)
 
@@ -22,6 +23,9 @@ log = logging.getLogger(__name__)
 _POOR_RATIO = 1.25
 _POOR_RUN = 3
 _DICT_MIN_BATCHES = 100
+# A fresh dictionary every 2160 batches (6 h at 10 s) bounds what a dictionary lost in both
+# copies takes with it, for 40 KB per 6 h.
+_DICT_MAX_BATCHES = 2160
 
 
 def _check(b: Batch) -> None:
@@ -69,12 +73,20 @@ class RowWriter:
         self.budget = budget
         self._boots = {b: i for i, b in conn.execute("SELECT id, boot_id FROM boots")}
         self._boot_names = {i: b for b, i in self._boots.items()}
-        last = conn.execute("SELECT id, data FROM dicts ORDER BY id DESC LIMIT 1").fetchone()
-        self._dict = (last[0], Dictionary.from_bytes(last[1])) if last else None
+        self._dict = self._latest_dictionary()
         self._dict_baseline: int | None = None
         self._dict_age = 0
         self._poor_run = 0
         self._next_id = conn.execute("SELECT coalesce(max(id), 0) + 1 FROM batches").fetchone()[0]
+
+    def _latest_dictionary(self) -> tuple[int, Dictionary] | None:
+        last = self.conn.execute("SELECT max(id) FROM dicts").fetchone()[0]
+        if last is None:
+            return None
+        try:
+            return last, read_dictionary(self.conn, last)
+        except CodecError:
+            return None  # both copies damaged: the next batch starts a new one
 
     def transaction(self, fn: Callable[[sqlite3.Connection], object]):
         # IMMEDIATE: take the write lock up front, so a concurrent `queue` process makes us
@@ -147,7 +159,8 @@ class RowWriter:
         self._dict_age += 1
         if len(ser) > self.budget.max_pages * PAGE_SIZE // 16:
             return blob, cur[0] if cur else None  # a freak batch: not worth a dictionary
-        if cur is None or (self._poor_run >= _POOR_RUN and self._dict_age >= _DICT_MIN_BATCHES):
+        poor = self._poor_run >= _POOR_RUN and self._dict_age >= _DICT_MIN_BATCHES
+        if cur is None or poor or self._dict_age >= _DICT_MAX_BATCHES:
             next_id = max([cur[0] if cur else 0, *[i for i, _ in new_dicts],
                            self.conn.execute("SELECT coalesce(max(id), 0) FROM dicts").fetchone()[0]]) + 1
             d = make_dictionary(b.samples, ser)
@@ -161,7 +174,7 @@ class RowWriter:
                            drops: dict[str, int]) -> list[Row]:
         while True:
             need = sum(pages_for(len(blob)) for _, blob, _ in pending) + 2
-            need += sum(pages_for(len(d)) for _, d in new_dicts)
+            need += sum(pages_for(len(d)) for _, d in new_dicts) * len(DICT_TABLES)
             short = need - self.free_pages()
             if short > 0:
                 self._make_room(short, "size_cap", changes, drops)
@@ -187,7 +200,9 @@ class RowWriter:
             self.transaction(lambda c, lost=lost: self.count_drops(lost))
 
     def _write(self, c: sqlite3.Connection, pending: list, new_dicts: list) -> tuple:
-        c.executemany("INSERT INTO dicts (id, data) VALUES (?, ?)", new_dicts)
+        # The two copies go on either side of the batch rows, so the pages between them keep
+        # one garbled stretch of flash from reaching both.
+        c.executemany(f"INSERT INTO {DICT_TABLES[0]} (id, data) VALUES (?, ?)", new_dicts)
         rows = []
         next_id = self._next_id
         new_boots: dict[str, int] = {}
@@ -201,6 +216,8 @@ class RowWriter:
                        b.boottime_ns, blob))
             rows.append(Row(next_id, len(b.samples), len(blob), b.wall_ms))
             next_id += 1
+        for table in DICT_TABLES[1:]:
+            c.executemany(f"INSERT INTO {table} (id, data) VALUES (?, ?)", new_dicts)
         return rows, next_id, new_boots
 
     def _make_room(self, pages: int, reason: str, changes: list[Change], drops: dict[str, int]) -> bool:
@@ -333,8 +350,9 @@ class RowWriter:
         keep = self._dict[0] if self._dict else -1
 
         def fn(c):
-            c.execute("DELETE FROM dicts WHERE id != ? AND id NOT IN "
-                      "(SELECT DISTINCT dict_id FROM batches WHERE dict_id IS NOT NULL)", (keep,))
+            for table in DICT_TABLES:
+                c.execute(f"DELETE FROM {table} WHERE id != ? AND id NOT IN "
+                          "(SELECT DISTINCT dict_id FROM batches WHERE dict_id IS NOT NULL)", (keep,))
             c.execute("DELETE FROM boots WHERE id NOT IN (SELECT DISTINCT boot FROM batches)")
         self.transaction(fn)
         self._boots = {b: i for i, b in self.conn.execute("SELECT id, boot_id FROM boots")}

@@ -13,6 +13,7 @@ from datetime import datetime, timezone
 
 from belabox_metrics.samples import Batch
 from belabox_metrics.store_codec import CodecError, Decoder, Dictionary
+from belabox_metrics.store_reader import read_dictionary
 
 log = logging.getLogger(__name__)
 
@@ -136,10 +137,12 @@ def salvage(path: str, report: Salvage) -> Iterator[tuple[Batch, str | None]]:
                     "SELECT n, done, parked, dict_id, boot, clock_synced, wall_ms, boottime_ns, data "
                     "FROM batches WHERE id = ?", (i,)).fetchone()
                 if dict_id is not None and dict_id not in dicts:
-                    row = conn.execute("SELECT data FROM dicts WHERE id = ?", (dict_id,)).fetchone()
-                    dicts[dict_id] = Dictionary.from_bytes(row[0]) if row else None
+                    try:
+                        dicts[dict_id] = read_dictionary(conn, dict_id)
+                    except CodecError:
+                        dicts[dict_id] = None
                 if dict_id is not None and dicts[dict_id] is None:
-                    raise CodecError(f"dictionary {dict_id} is gone")
+                    raise CodecError(f"dictionary {dict_id} is lost in both copies")
                 samples = decoder.decode(data, wall_ms, dicts.get(dict_id))
                 if len(samples) != n:
                     raise CodecError("sample count does not match")

@@ -36,10 +36,19 @@ SCHEMA_V1 = (
     f"PRAGMA application_id = {APPLICATION_ID}",
 )
 
+# Every row of a dictionary depends on it, so it is stored twice: damage to one copy (a garbled
+# SD card block) must not take days of batches with it.
+SCHEMA_V2 = (
+    "CREATE TABLE dict_copies (id INTEGER PRIMARY KEY, data BLOB NOT NULL)",
+    "INSERT INTO dict_copies SELECT id, data FROM dicts",
+)
+
 # (version, statements): append only; each runs in its own transaction at open.
 MIGRATIONS: tuple[tuple[int, tuple[str, ...]], ...] = (
     (1, SCHEMA_V1),
+    (2, SCHEMA_V2),
 )
+DICT_TABLES = ("dicts", "dict_copies")
 SCHEMA_VERSION = MIGRATIONS[-1][0]
 
 

@@ -7,6 +7,7 @@ import os
 import shutil
 import sqlite3
 import threading
+import zlib
 from dataclasses import replace
 from pathlib import Path
 
@@ -118,12 +119,66 @@ def test_pragmas_and_schema_version(db):
     assert conn.execute("PRAGMA page_size").fetchone()[0] == 512
     assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     assert conn.execute("PRAGMA application_id").fetchone()[0] == APPLICATION_ID
-    assert [r[0] for r in conn.execute("SELECT version FROM schema_version")] == [SCHEMA_VERSION]
+    every = list(range(1, SCHEMA_VERSION + 1))
+    assert [r[0] for r in conn.execute("SELECT version FROM schema_version")] == every
     conn.close()
     open_spool(db).close()  # migrating again is a no-op
     conn = sqlite3.connect(db)
-    assert [r[0] for r in conn.execute("SELECT version FROM schema_version")] == [SCHEMA_VERSION]
+    assert [r[0] for r in conn.execute("SELECT version FROM schema_version")] == every
     conn.close()
+
+
+def test_a_version_1_spool_is_migrated_with_its_data(db):
+    gen = BatchGen()
+    sp = open_spool(db)
+    made = [gen.batch() for _ in range(5)]
+    for b in made:
+        sp.append(b)
+    sp.close()
+    # Turn it back into what version 1 wrote: one dictionary copy, no CRC on it.
+    conn = sqlite3.connect(db)
+    conn.execute("DROP TABLE dict_copies")
+    conn.execute("DELETE FROM schema_version WHERE version > 1")
+    (stored,) = conn.execute("SELECT data FROM dicts").fetchone()
+    conn.execute("UPDATE dicts SET data = ?", (zlib.decompress(stored[5:]),))
+    conn.commit()
+    conn.close()
+    sp = open_spool(db)
+    assert [sl.samples for sl in sp.iter_pending()] == [tuple(b.resolved()) for b in made]
+    sp.close()
+    conn = sqlite3.connect(db)
+    assert conn.execute("SELECT count(*) FROM dict_copies").fetchone()[0] == 1
+    assert conn.execute("SELECT max(version) FROM schema_version").fetchone()[0] == SCHEMA_VERSION
+    conn.close()
+
+
+def test_a_damaged_dictionary_is_read_from_its_copy(db):
+    gen = BatchGen()
+    sp = open_spool(db)
+    made = [gen.batch() for _ in range(5)]
+    for b in made:
+        sp.append(b)
+    sp.close()
+    conn = sqlite3.connect(db)
+    (data,) = conn.execute("SELECT data FROM dicts").fetchone()
+    conn.execute("UPDATE dicts SET data = ?", (data[:100] + bytes([data[100] ^ 1]) + data[101:],))  # one bit
+    conn.commit()
+    conn.close()
+    sp = open_spool(db)
+    assert [sl.samples for sl in sp.iter_pending()] == [tuple(b.resolved()) for b in made]
+    sp.append(gen.batch())  # and new rows still use it
+    sp.close()
+    conn = sqlite3.connect(db)
+    conn.execute("UPDATE dict_copies SET data = x'00'")
+    conn.commit()
+    conn.close()
+    sp = open_spool(db)  # both copies gone: its rows are dropped, counted, and a new one starts
+    assert sp.take_oldest(10_000) == []
+    assert sp.stats().dropped == {"corrupt": 6 * 300}
+    sp.append(gen.batch())
+    sp.flush()
+    assert len(sp.take_oldest(10_000)[0].samples) == 300
+    sp.close()
 
 
 # --- group commit -----------------------------------------------------------------------------
@@ -452,7 +507,8 @@ def test_vacuum_shrinks_after_a_drain(db):
     while sl := sp.take_oldest(5000):
         sp.ack(sl)
     sp.vacuum()
-    assert sp.stats().db_size_bytes < full / 10
+    # What stays: the schema and the current dictionary's two copies (about 40 KB).
+    assert sp.stats().db_size_bytes < 64 << 10 < full
     sp.close()
 
 
