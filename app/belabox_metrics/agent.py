@@ -30,6 +30,8 @@ log = logging.getLogger(__name__)
 MAX_SLEEP = 1.0
 # A clean stop tries one last upload, but never holds systemd's stop for long.
 SHUTDOWN_UPLOAD_BUDGET = 5.0
+# How often STATUS= tells systemd the backlog and the last upload (`systemctl status`).
+STATUS_EVERY = 10.0
 
 
 @dataclass(frozen=True)
@@ -73,6 +75,7 @@ class Agent:
         self._ticks = 0
         self._last_batch_mono: float | None = None
         self._uncommitted: list[int] = []
+        self._next_status = 0.0
 
     # --- start-up ---------------------------------------------------------------------
 
@@ -224,16 +227,22 @@ class Agent:
                 break
             now = self.monotonic()
             progressed = self.tick(now)
-            if self.notifier and progressed and self.notifier.watchdog_due(now):
-                self.notifier.ping(now)
-                self.notifier.status(self.status_line())
+            if self.notifier:
+                if progressed and self.notifier.watchdog_due(now):
+                    self.notifier.ping(now)
+                if now >= self._next_status:
+                    self.notifier.status(self.status_line())
+                    self._next_status = now + STATUS_EVERY
             self._wake.wait(self._sleep_for(now))
             self._wake.clear()
         return self.shutdown()
 
     def _sleep_for(self, now: float) -> float:
         next_due = self.runner.next_due() if hasattr(self.runner, "next_due") else now + MAX_SLEEP
-        return max(0.0, min(MAX_SLEEP, next_due - now))
+        longest = MAX_SLEEP
+        if self.notifier and self.notifier.watchdog_interval:
+            longest = min(longest, self.notifier.watchdog_interval)  # a short WatchdogSec must still be fed
+        return max(0.0, min(longest, next_due - now))
 
     def status_line(self) -> str:
         st = self.spool.stats()
@@ -258,7 +267,7 @@ class Agent:
         signal.signal(signal.SIGTERM, stop)
         signal.signal(signal.SIGINT, stop)
         signal.signal(signal.SIGHUP, hup)
-        if self.environ.get("BELABOX_METRICS_TEST_HOOKS") == "1":
+        if self.environ.get("METRICS_COLLECTOR_TEST_HOOKS") == "1":
             # Lets the service tests prove that a hung loop stops WATCHDOG=1 (and systemd restarts it).
             def stall(signum, frame):
                 self._stall_requested = True

@@ -43,8 +43,16 @@ CELLULAR_VENDORS = {
     "1435": "Wistron NeWeb", "0bdb": "Ericsson",
 }
 
+# Legacy gadget drivers; configfs gadgets bind as "configfs-gadget.<name>".
+GADGET_DRIVERS = frozenset({"g_ether", "g_multi", "g_cdc", "g_ncm"})
+
 ARPHRD_ETHER, ARPHRD_LOOPBACK, ARPHRD_CAN = "1", "772", "280"
+# Topology read from the device path, for trees whose parents carry no records (copied or
+# reconstructed sysfs): the kernel's own directory names, not device names.
 _ATA = re.compile(r"/ata\d+/")
+_NESTED_DISK = re.compile(r"/block/[^/]+/[^/]+$")
+_USB_DEVICE = re.compile(r"^(.*/usb\d+(?:/\d+-[\d.]+)+)/\d+-[\d.]+:\d+\.\d+/")
+_PATH_BUS = (("/nvme/", "nvme"), ("/mmc_host/", "mmc"), ("/virtio", "virtio"))
 
 
 def classify(devices: Iterable[DeviceInfo], equipment: Mapping[str, str] | None = None) -> Inventory:
@@ -71,7 +79,7 @@ def classify(devices: Iterable[DeviceInfo], equipment: Mapping[str, str] | None 
         reason = _modem_reason(usb, usb_devices.get(usb_path), members)
         if reason:
             modem_reasons[usb_path] = reason
-    keys = _modem_keys(modem_reasons, groups, usb_devices, equipment or {})
+    keys = _modem_keys(modem_reasons, usb_devices, equipment or {})
 
     disks: list[Disk] = []
     netifs: list[NetIf] = []
@@ -172,11 +180,8 @@ def base_identity(devices: Iterable[DeviceInfo], usb_path: str) -> str | None:
     """The USB-side identity of a modem: its serial when it has one, else vendor:product
     plus the port path (stable as long as it stays in the same socket)."""
     for d in devices:
-        node = _usb_parent(d)
         if d.devpath == usb_path and d.subsystem == "usb":
-            node = Node(d.devpath, d.subsystem, d.devtype, d.driver, d.attrs)
-        if node is not None and node.devpath == usb_path:
-            return _base_identity(node)
+            return _base_identity(Node(d.devpath, d.subsystem, d.devtype, d.driver, d.attrs))
     return None
 
 
@@ -188,8 +193,8 @@ def _base_identity(usb: Node) -> str:
     return f"usb:{vidpid}:port:{usb.devpath.rsplit('/', 1)[-1]}"
 
 
-def _modem_keys(reasons: Mapping[str, str], groups: Mapping[str, list[DeviceInfo]],
-                usb_devices: Mapping[str, DeviceInfo], equipment: Mapping[str, str]) -> dict[str, str]:
+def _modem_keys(reasons: Mapping[str, str], usb_devices: Mapping[str, DeviceInfo],
+                equipment: Mapping[str, str]) -> dict[str, str]:
     keys: dict[str, str] = {}
     taken: set[str] = set()
     for usb_path in sorted(reasons):
@@ -218,10 +223,12 @@ def _vidpid(usb: Node) -> str:
 
 def _netif(d: DeviceInfo, usb: Node | None, modem_key_: str | None) -> NetIf | Excluded:
     kind_prop = d.prop(KIND_PROPERTY)
-    usb_path = usb.devpath if usb is not None else None
+    on_usb = _USB_DEVICE.match(d.devpath)
+    usb_path = usb.devpath if usb is not None else (on_usb.group(1) if on_usb else None)
     if kind_prop == "ignore":
         return Excluded(d.name, "interface", f"udev rule: {KIND_PROPERTY}=ignore")
-    if "/gadget" in d.devpath or d.parent("gadget") is not None or d.parent("udc") is not None:
+    if ("/gadget" in d.devpath or d.parent("gadget") is not None or d.parent("udc") is not None
+            or _is_gadget_driver(_driver(d))):
         return Excluded(d.name, "interface", "USB gadget: this board's own side of a USB link to a host")
     if "device" not in d.flags:
         return Excluded(d.name, "interface", _virtual_reason(d))
@@ -237,13 +244,17 @@ def _netif(d: DeviceInfo, usb: Node | None, modem_key_: str | None) -> NetIf | E
     drv = _driver(d)
     if d.devtype == "wlan" or "wireless" in d.flags or "phy80211" in d.flags:
         return NetIf(d.name, d.devpath, "wifi", usb_path, None, f"wireless LAN ({drv or 'driver unknown'})")
-    if usb is not None and drv in TETHER_DRIVERS:
-        return NetIf(d.name, d.devpath, "tether", usb_path, None,
-                     f"USB tethering ({drv}) from {_vidpid(usb)}")
+    if drv in TETHER_DRIVERS:  # USB-only drivers: no need to see the USB device itself
+        source = f" from {_vidpid(usb)}" if usb is not None else ""
+        return NetIf(d.name, d.devpath, "tether", usb_path, None, f"USB tethering ({drv}){source}")
     if d.attrs.get("type", ARPHRD_ETHER) == ARPHRD_ETHER:
-        where = f"USB {_vidpid(usb)}" if usb is not None else "on-board"
+        where = f"USB {_vidpid(usb)}" if usb is not None else ("USB" if usb_path else "on-board")
         return NetIf(d.name, d.devpath, "ethernet", usb_path, None, f"Ethernet, {where} ({drv or 'driver unknown'})")
     return NetIf(d.name, d.devpath, "other", usb_path, None, f"hardware link type {d.attrs.get('type')}")
+
+
+def _is_gadget_driver(driver: str | None) -> bool:
+    return driver is not None and (driver.startswith("configfs-gadget") or driver in GADGET_DRIVERS)
 
 
 def _virtual_reason(d: DeviceInfo) -> str:
@@ -268,16 +279,15 @@ def _virtual_reason(d: DeviceInfo) -> str:
 def _disk(d: DeviceInfo) -> Disk | Excluded:
     kind_prop = d.prop(KIND_PROPERTY)
     if d.devtype == "partition" or "partition" in d.flags:
-        parent = d.parent("block")
-        return Excluded(d.name, "disk", f"partition of {_name(parent) if parent else 'a disk'} "
-                        "(the whole disk is counted)")
-    if d.parent("block") is not None:
-        return Excluded(d.name, "disk", f"eMMC hardware partition (boot or RPMB) of {_name(d.parent('block'))}")
+        return Excluded(d.name, "disk", f"partition of {d.devpath.rsplit('/', 2)[-2]} (the whole disk is counted)")
+    if d.parent("block") is not None or _NESTED_DISK.search(d.devpath):
+        host = d.devpath.rsplit("/", 2)[-2]
+        return Excluded(d.name, "disk", f"eMMC hardware partition (boot or RPMB) of {host}")
     if kind_prop == "ignore":
         return Excluded(d.name, "disk", f"udev rule: {KIND_PROPERTY}=ignore")
-    if d.devpath.startswith("/devices/virtual/") or "device" not in d.flags and not d.parents:
+    if d.devpath.startswith("/devices/virtual/"):  # where the kernel puts parentless devices
         return Excluded(d.name, "disk", _virtual_disk_reason(d))
-    if d.parent("mtd") is not None:
+    if d.parent("mtd") is not None or "/mtd/" in d.devpath:
         return Excluded(d.name, "disk", "raw MTD flash (SPI NOR/NAND), not a block disk")
     if d.attrs.get("size") == "0":
         return Excluded(d.name, "disk", "no medium (size 0)")
@@ -324,6 +334,15 @@ def _bus(d: DeviceInfo) -> str | None:
             return sub
     if "scsi" in subsystems:
         return "ata" if _ATA.search(d.devpath) else "scsi"
+    if _USB_DEVICE.match(d.devpath):
+        return "usb"
+    for marker, bus in _PATH_BUS:
+        if marker in d.devpath:
+            return bus
+    if _ATA.search(d.devpath):
+        return "ata"
+    if "/target" in d.devpath:
+        return "scsi"
     return None
 
 
@@ -336,7 +355,3 @@ def _model(d: DeviceInfo) -> str | None:
             if p.subsystem in ("mmc", "nvme", "scsi") and p.attrs.get(attr):
                 return p.attrs[attr].strip()
     return None
-
-
-def _name(node: Node | None) -> str:
-    return node.devpath.rsplit("/", 1)[-1] if node else "?"

@@ -109,12 +109,7 @@ def command_check_config(args: argparse.Namespace) -> int:
 
     from belabox_metrics.token import describe_token
 
-    try:
-        cfg = load_config(args)
-    except configmod.ConfigError as e:
-        for line in e.problems:
-            print(line, file=sys.stderr)
-        return EXIT_CONFIG
+    cfg = load_config(args)
     plain = configmod.to_plain(cfg)
     if args.json:
         print(json.dumps(plain, indent=2, sort_keys=True))
@@ -137,6 +132,11 @@ def main(argv: list[str] | None = None) -> int:
     handler = getattr(importlib.import_module(module), func)
     try:
         return int(handler(args) or 0)
+    except configmod.ConfigError as e:
+        # Every command reports config problems the same way: one line each, exit 78.
+        for line in e.problems:
+            print(line, file=sys.stderr)
+        return EXIT_CONFIG
     except KeyboardInterrupt:
         return 130
     except BrokenPipeError:

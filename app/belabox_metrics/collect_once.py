@@ -34,12 +34,7 @@ def build_context(cfg: configmod.Config, args: argparse.Namespace,
 def command_collect(args: argparse.Namespace) -> int:
     from belabox_metrics.cli import load_config
 
-    try:
-        cfg = load_config(args)
-    except configmod.ConfigError as e:
-        for line in e.problems:
-            print(line, file=sys.stderr)
-        return EXIT_CONFIG
+    cfg = load_config(args)  # a ConfigError becomes exit 78 in cli.main
     # Collector failures are summarised below from health; the log adds only tracebacks of bugs.
     logging.basicConfig(level=logging.ERROR, format="%(levelname)s %(name)s: %(message)s")
     selfmetrics = SelfMetrics()

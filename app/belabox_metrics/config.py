@@ -23,6 +23,8 @@ import yaml
 
 DEFAULT_CONFIG_PATH = "/etc/belabox-metrics/config.yaml"
 ENV_PREFIX = "BELABOX_METRICS_"
+# Variables with the prefix that are not settings (the config file's path itself).
+ENV_NOT_SETTINGS = frozenset({"BELABOX_METRICS_CONFIG"})
 
 # Collectors the agent knows; the schema lists the same names under `collectors`.
 COLLECTOR_NAMES = (
@@ -255,7 +257,7 @@ _ENV_NAMES = {ENV_PREFIX + "_".join(p).upper(): p for p in LEAF_PATHS}
 
 def _env_overrides(raw: dict, environ: Mapping[str, str], problems: list[str]) -> None:
     for name, value in environ.items():
-        if not name.startswith(ENV_PREFIX):
+        if not name.startswith(ENV_PREFIX) or name in ENV_NOT_SETTINGS:
             continue
         path = _ENV_NAMES.get(name)
         if path is None:

@@ -9,17 +9,17 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import signal
 import sys
 import threading
 from collections.abc import Callable
 from typing import Any
 
-from belabox_metrics import config as configmod
 from belabox_metrics.devices import DeviceChange, DeviceRegistry, Disk, Excluded, Modem, NetIf
 from belabox_metrics.discovery import DEFAULT_UDEV_RUN_DIR, Discovery
 
-EXIT_OK, EXIT_CONFIG = 0, 78
+EXIT_OK, EXIT_USAGE, EXIT_CONFIG = 0, 2, 78
 
 
 def cli_setup(command: Callable[..., None]) -> None:
@@ -78,22 +78,15 @@ def render(registry: DeviceRegistry, discovery: Discovery) -> str:
     return "\n".join(lines)
 
 
-def _load_config(args: argparse.Namespace) -> configmod.Config | None:
-    from belabox_metrics.cli import load_config
-    try:
-        return load_config(args)
-    except configmod.ConfigError as e:
-        for line in e.problems:
-            print(line, file=sys.stderr)
-        return None
-
-
 def command_devices(args: argparse.Namespace) -> int:
-    cfg = _load_config(args)
-    if cfg is None:
-        return EXIT_CONFIG
+    from belabox_metrics.cli import load_config
+    cfg = load_config(args)  # a ConfigError becomes exit 78 in cli.main
+    sysfs = args.sysfs or cfg.host.sysfs
+    if not os.path.isdir(sysfs):
+        print(f"devices: sysfs root {sysfs} is not a directory", file=sys.stderr)
+        return EXIT_USAGE
     registry = DeviceRegistry()
-    discovery = Discovery(registry, sysfs=args.sysfs or cfg.host.sysfs, udev_run_dir=args.udev_dir)
+    discovery = Discovery(registry, sysfs=sysfs, udev_run_dir=args.udev_dir)
     if args.watch:
         return _watch(registry, discovery, args.json)
     discovery.scan_once()

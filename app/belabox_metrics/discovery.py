@@ -100,7 +100,7 @@ class Discovery:
     never touch the host's devices or udev database.
     """
 
-    def __init__(self, registry: DeviceRegistry, *, sysfs: str = "/sys",
+    def __init__(self, registry: DeviceRegistry, *, sysfs: str,
                  udev_run_dir: str = DEFAULT_UDEV_RUN_DIR, rescan_interval: float = 5.0,
                  resync_interval: float = 600.0, kernel_monitor: bool = True,
                  health: Any = None, selfmetrics: Any = None):
@@ -140,9 +140,10 @@ class Discovery:
         # Without udevd a kernel-source monitor still hears uevents, but only for the live tree.
         self._context = context if live and self.use_kernel_monitor else None
 
-    def _report(self, status: str) -> None:
+    def _report(self) -> None:
         self.registry.mode = self.mode
         if self.health is not None:
+            status = "ok" if self.mode == "udev" else "degraded"
             self.health.update("discovery", status, self.message, mode=self.mode,
                                devices=len(self.registry.disks()) + len(self.registry.interfaces()),
                                modems=len(self.registry.modems()))
@@ -168,25 +169,33 @@ class Discovery:
         """Fill the registry once, without a thread (`devices` without --watch)."""
         self._choose_mode()
         self.registry.replace_all(self.enumerate())
-        self._report("ok" if self.mode == "udev" else "degraded")
+        self._report()
 
     def start(self) -> None:
         self._choose_mode()
         if self._context is not None:
-            pyudev = _pyudev()
-            source = "udev" if self.mode == "udev" else "kernel"
-            self._monitor = pyudev.Monitor.from_netlink(self._context, source=source)
-            if source == "udev":
-                for subsystem in SUBSYSTEMS:
-                    self._monitor.filter_by(subsystem)
-            else:
-                self.message += " and on kernel uevents"
-            self._monitor.start()  # before enumerating: events in between are queued, not lost
+            try:
+                self._open_monitor()
+            except Exception as e:  # netlink refused (sandbox, container): rescans still work
+                self._monitor = None
+                self.mode = "sysfs"
+                self.message = f"udev monitor unavailable ({e}): sysfs rescans every {self.rescan_interval:g}s"
         self.registry.replace_all(self.enumerate())
-        self._report("ok" if self.mode == "udev" else "degraded")
+        self._report()
         self._stop_r, self._stop_w = os.pipe()
         self._thread = threading.Thread(target=self._run, name="discovery", daemon=True)
         self._thread.start()
+
+    def _open_monitor(self) -> None:
+        source = "udev" if self.mode == "udev" else "kernel"
+        monitor = _pyudev().Monitor.from_netlink(self._context, source=source)
+        if source == "udev":
+            for subsystem in SUBSYSTEMS:
+                monitor.filter_by(subsystem)
+        monitor.start()  # before enumerating: events in between are queued, not lost
+        self._monitor = monitor
+        if source == "kernel":
+            self.message += " and on kernel uevents"
 
     def stop(self, timeout: float = 2.0) -> None:
         if self._thread is None:
@@ -221,13 +230,16 @@ class Discovery:
             if self._stop_r in ready:
                 return
             try:
-                heard = self._monitor is not None and self._monitor.fileno() in ready and self._drain()
-                if heard and rescan_at is None:
+                heard = self._drain() if self._monitor is not None and self._monitor.fileno() in ready else 0
+                if heard and self.mode != "udev" and rescan_at is None:
                     rescan_at = time.monotonic() + RESCAN_DEBOUNCE
                 now = time.monotonic()
-                if now >= next_full or (rescan_at is not None and now >= rescan_at):
+                rescanned = now >= next_full or (rescan_at is not None and now >= rescan_at)
+                if rescanned:
                     self.registry.replace_all(self.enumerate())
                     next_full, rescan_at = now + periodic, None
+                if heard or rescanned:
+                    self._report()  # keeps the device counts in health current
             except Exception as e:
                 # Keep the thread alive: one bad device or a lost netlink buffer (ENOBUFS)
                 # is healed by the next full scan.
@@ -236,18 +248,23 @@ class Discovery:
                     self.selfmetrics.inc("metrics_collector_discovery_errors_total")
                 next_full = time.monotonic() + min(periodic, 1.0)
 
-    def _drain(self) -> bool:
-        """Handle queued monitor events; True when a sysfs rescan should follow."""
-        wants_rescan = False
+    def _drain(self) -> int:
+        """Handle the queued monitor events; returns how many concerned our subsystems.
+
+        In udev mode each event updates the registry; a kernel-source monitor (no udevd)
+        only says that a sysfs rescan is due.
+        """
+        count = 0
         while True:
             device = self._monitor.poll(timeout=0)
             if device is None:
-                return wants_rescan
+                return count
             event = device_event(device)
-            if self.mode != "udev":
-                wants_rescan = wants_rescan or event.subsystem in SUBSYSTEMS
+            if event.subsystem not in SUBSYSTEMS:
                 continue
-            self.handle(event, device)
+            count += 1
+            if self.mode == "udev":
+                self.handle(event, device)
 
     def handle(self, event: DeviceEvent, device: Any = None) -> None:
         """Apply one udev event to the registry."""

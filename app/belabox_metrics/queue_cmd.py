@@ -76,12 +76,7 @@ def spool_path(cfg: configmod.Config) -> str:
 
 
 def command_queue(args: argparse.Namespace) -> int:
-    try:
-        cfg = _config(args)
-    except configmod.ConfigError as e:
-        for line in e.problems:
-            print(line, file=sys.stderr)
-        return EXIT_CONFIG
+    cfg = _config(args)  # a ConfigError becomes exit 78 in cli.main
     action = args.queue_command
     db = spool_path(cfg)
     pid = lock.read_pid(lock.lock_path_for(db))

@@ -5,6 +5,7 @@ HTTP thread reads stats. One connection serves them all under ``_db``; stats nev
 Loss window: batches are buffered in memory for up to ``storage.commit_interval`` and then
 committed without fsync (synchronous=NORMAL), so a power cut loses at most that interval plus
 the kernel's writeback delay (about 30 s); a crash of the process alone loses only the buffer.
+The agent holds the file exclusively while it runs (see store_schema.configure).
 """
 
 from __future__ import annotations
@@ -15,14 +16,16 @@ import sqlite3
 import threading
 import time
 from collections.abc import Collection, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from urllib.parse import quote
 
 from belabox_metrics.config import StorageConfig
-from belabox_metrics.samples import Batch, Sample
+from belabox_metrics.samples import Batch
 from belabox_metrics.selfmetrics import SelfMetrics
-from belabox_metrics.store_codec import CodecError, Decoder
+from belabox_metrics.store_reader import RowReader, Slice
 from belabox_metrics.store_rows import Change, RowWriter
 from belabox_metrics.store_schema import (
+    BUSY_TIMEOUT_S,
     Budget,
     DamagedError,
     StoreError,
@@ -33,30 +36,15 @@ from belabox_metrics.store_schema import (
     is_locked,
     migrate,
 )
+from belabox_metrics.store_totals import Totals
 
 log = logging.getLogger(__name__)
 
 DROPPED_METRIC = "metrics_collector_dropped_samples_total"
 COMMIT_EARLY_SAMPLES = 50_000  # a long commit_interval must not turn the buffer into the spool
 MAX_BUFFER_SAMPLES = 200_000  # while the disk refuses writes; beyond this the oldest go, counted
-_SCAN_CHUNK = 64  # rows per query when streaming, so the lock is never held for a whole scan
 
 __all__ = ["OpenReport", "Slice", "Spool", "SpoolStats", "StoreError"]
-
-
-@dataclass(frozen=True)
-class Slice:
-    """A contiguous run [start, end) of the samples of one stored batch."""
-
-    batch_id: int
-    start: int
-    end: int
-    samples: tuple[Sample, ...]  # resolved: ts_ms absolute
-    wall_ms: int
-    boot_id: str
-    boottime_ns: int
-    clock_synced: bool
-    nbytes: int  # this slice's share of the compressed row (for rate limiting)
 
 
 @dataclass(frozen=True)
@@ -84,24 +72,6 @@ class OpenReport:
     message: str
 
 
-@dataclass
-class _Totals:
-    """Running totals, so stats() never scans."""
-
-    batches: int = 0
-    samples: int = 0
-    bytes: int = 0
-    parked_batches: int = 0
-    parked_samples: int = 0
-    oldest: int | None = None
-    newest: int | None = None
-    dropped: dict[str, int] = field(default_factory=dict)
-
-
-def _share(length: int, n: int, done: int) -> int:
-    return length * (n - done) // n if n else 0
-
-
 class Spool:
     def __init__(self, conn: sqlite3.Connection, path: str, cfg: StorageConfig, budget: Budget,
                  selfmetrics: SelfMetrics | None, clock) -> None:
@@ -114,14 +84,14 @@ class Spool:
         self._db = threading.RLock()
         self._commit_lock = threading.Lock()
         self._buf_lock = threading.Lock()
-        self._stats_lock = threading.Lock()
         self._buf: list[Batch] = []
         self._buf_samples = 0
-        self._t = _Totals()
-        self._decoder = Decoder()
+        self._totals = Totals()
         self._writer = RowWriter(conn, budget)
+        self._reader = RowReader(conn, self._writer.boot_name)
         self._last_commit = self._last_checkpoint = clock()
         self._closed = False
+        self._readonly = False
         self.open_report = OpenReport(None, 0, 0, "")
 
     # --- opening ------------------------------------------------------------------------
@@ -139,26 +109,46 @@ class Spool:
             raise StoreError(f"{os.path.dirname(path)}: cannot create the spool directory "
                              f"({e.strerror or e})") from None
         budget = Budget.of(cfg)
-        damage = None
+        quarantined = damage = None
         try:
             conn = cls._prepare(path, budget)
         except DamagedError as e:
             damage = str(e)
-        quarantined = None
-        if damage is not None:
-            quarantined = store_salvage.quarantine(path)
+            try:
+                quarantined = store_salvage.quarantine(path)
+            except OSError as err:
+                raise StoreError(f"{path}: {damage}, and it cannot be moved aside "
+                                 f"({err.strerror or err})") from None
             log.error("spool %s: %s; moved to %s", path, damage, quarantined)
             conn = cls._prepare(path, budget)
         spool = cls(conn, path, cfg, budget, selfmetrics, clock)
         with spool._db:
             shrunk = spool._writer.enforce_cap()
         spool._load()
-        spool._count_drops(shrunk, persist=False, totals=False)  # _load read them from the table
+        spool._count(shrunk, persist=False, totals=False)  # _load read them from the table
         if quarantined is None:
             st = spool.stats()
             spool.open_report = OpenReport(None, 0, 0, f"spool ok: {st.pending_samples} samples pending")
-            return spool
-        spool.open_report = spool._salvage(quarantined, damage)
+        else:
+            spool.open_report = spool._salvage(quarantined, damage or "damaged")
+        return spool
+
+    @classmethod
+    def open_readonly(cls, path: str, cfg: StorageConfig) -> Spool:
+        """A look without touching (``diagnose``, ``queue stats|export``): SQLite's mode=ro, so no
+        migration, checkpoint or salvage, and a damaged file stays as found. While the agent runs
+        it fails with "database is locked": the agent holds the file exclusively."""
+        path = os.path.abspath(path)
+        if not os.path.exists(path):
+            raise StoreError(f"{path}: no spool file")
+        try:
+            conn = sqlite3.connect(f"file:{quote(path)}?mode=ro", uri=True, timeout=BUSY_TIMEOUT_S,
+                                   isolation_level=None, check_same_thread=False)
+            spool = cls(conn, path, cfg, Budget.of(cfg), None, time.monotonic)
+            spool._readonly = True
+            spool._load()
+        except sqlite3.Error as e:
+            raise StoreError(f"{path}: cannot read the spool ({e})") from None
         return spool
 
     @staticmethod
@@ -186,7 +176,7 @@ class Spool:
 
     def _load(self) -> None:
         """Running totals from one pass over the small columns (the blobs are not read)."""
-        t = self._t
+        t = self._totals
         q = ("SELECT parked, count(*), coalesce(sum(n - done), 0), "
              "coalesce(sum(length(data) * (n - done) / n), 0) FROM batches GROUP BY parked")
         for parked, count, samples, nbytes in self._conn.execute(q):
@@ -194,7 +184,7 @@ class Spool:
                 t.parked_batches, t.parked_samples = count, samples
             else:
                 t.batches, t.samples, t.bytes = count, samples, nbytes
-        t.dropped = {r: int(n) for r, n in self._conn.execute("SELECT reason, samples FROM dropped")}
+        t.count({r: int(n) for r, n in self._conn.execute("SELECT reason, samples FROM dropped")})
         self._refresh_ends()
 
     def _salvage(self, quarantined: str, damage: str) -> OpenReport:
@@ -208,9 +198,8 @@ class Spool:
                 self._store_salvaged(chunk)
                 chunk = []
         self._store_salvaged(chunk)
-        if rep.lost_samples:
-            self._count_drops({"corrupt": rep.lost_samples})
-        self._count_drops(rep.dropped, metrics=False)  # the old file's history, not new drops
+        self._count({"corrupt": rep.lost_samples})
+        self._count(rep.dropped, metrics=False)  # the old file's history, not new drops
         msg = (f"spool was damaged ({damage}); moved to {os.path.basename(quarantined)}; salvaged "
                f"{rep.batches} batches ({rep.samples} samples)")
         if rep.lost_batches:
@@ -276,20 +265,14 @@ class Spool:
                 gone = self._buf.pop(0)
                 self._buf_samples -= len(gone.samples)
                 lost += len(gone.samples)
-        if lost:
-            self._count_drops({"buffer_full": lost})
+        self._count({"buffer_full": lost})
 
     def _insert(self, batches: list[Batch]) -> list[int]:
         with self._db:
             rows, changes, drops = self._writer.insert(batches)
-        self._apply_changes(changes, refresh=False)
-        self._count_drops(drops, persist=False)  # the writer stored them with the deletions
-        with self._stats_lock:
-            t = self._t
-            for r in rows:
-                t.batches += 1
-                t.samples += r.n
-                t.bytes += r.length
+        self._totals.apply(changes)
+        self._totals.add_rows(rows)
+        self._count(drops, persist=False)  # the writer stored them with the deletions
         self._refresh_ends()
         return [r.id for r in rows]
 
@@ -299,94 +282,28 @@ class Spool:
         """The newest pending samples, newest batch first. A batch cut by max_samples gives its
         first part (progress is one offset per batch). With ``newer_than_ms`` the scan stops at
         the first batch collected at or before it (ids follow collection order)."""
-        return self._take("DESC", max_samples, (), newer_than_ms)
+        with self._db:
+            out, bad = self._reader.take("DESC", max_samples, (), newer_than_ms)
+        self._drop_rows(bad, "corrupt")
+        return out
 
     def take_oldest(self, max_samples: int, exclude_ids: Collection[int] = ()) -> list[Slice]:
         """The oldest pending samples, oldest first, skipping batches in ``exclude_ids``."""
-        return self._take("ASC", max_samples, exclude_ids, None)
-
-    def _take(self, order: str, max_samples: int, exclude: Collection[int],
-              newer_than_ms: int | None) -> list[Slice]:
-        out: list[Slice] = []
-        bad: list[tuple[int, int, int]] = []
-        left = max_samples
-        last = None
         with self._db:
-            while left > 0:
-                rows = self._rows(order, last, newer_than_ms if order == "DESC" else None)
-                if not rows:
-                    break
-                last = rows[-1][0]
-                for row in rows:
-                    if row[0] in exclude:
-                        continue
-                    s = self._slice(row, left, bad)
-                    if s is not None:
-                        out.append(s)
-                        left -= s.end - s.start
-                        if left <= 0:
-                            break
-                if len(rows) < _SCAN_CHUNK:
-                    break
-        if bad:
-            self._drop_rows(bad, "corrupt")
+            out, bad = self._reader.take("ASC", max_samples, exclude_ids, None)
+        self._drop_rows(bad, "corrupt")
         return out
-
-    def _rows(self, order: str, after: int | None, newer_than_ms: int | None) -> list[tuple]:
-        cond = "parked = 0"
-        args: list = []
-        if after is not None:
-            cond += " AND id > ?" if order == "ASC" else " AND id < ?"
-            args.append(after)
-        rows = self._conn.execute(
-            "SELECT id, n, done, dict_id, boot, clock_synced, wall_ms, boottime_ns, data FROM batches "
-            f"WHERE {cond} ORDER BY id {order} LIMIT {_SCAN_CHUNK}", args).fetchall()
-        if newer_than_ms is not None:
-            for k, r in enumerate(rows):
-                if r[6] <= newer_than_ms:
-                    return rows[:k]
-        return rows
-
-    def _slice(self, row: tuple, limit: int, bad: list) -> Slice | None:
-        bid, n, done, dict_id, boot, synced, wall_ms, boottime_ns, data = row
-        try:
-            samples = self._decoder.decode(data, wall_ms, self._writer.dict_data(dict_id))
-            if len(samples) != n:
-                raise CodecError(f"{len(samples)} samples, expected {n}")
-        except (CodecError, sqlite3.DatabaseError) as e:
-            log.error("spool: batch %d is unreadable (%s): dropped", bid, e)
-            bad.append((bid, n, done))
-            return None
-        end = min(n, done + limit)
-        return Slice(bid, done, end, samples[done:end], wall_ms, self._writer.boot_name(boot),
-                     boottime_ns, bool(synced), -(-len(data) * (end - done) // n))
 
     def iter_pending(self, since_ms: int | None = None, until_ms: int | None = None,
                      include_parked: bool = False) -> Iterator[Slice]:
         """Every pending batch, oldest first, streamed in chunks (``queue export``). The window
         [since_ms, until_ms) applies to the batch's collection time."""
-        last = 0
-        while True:
-            bad: list = []
+        last: int | None = 0
+        while last is not None:
             with self._db:
-                cond = "id > ?" + ("" if include_parked else " AND parked = 0")
-                args: list = [last]
-                if since_ms is not None:
-                    cond += " AND wall_ms >= ?"
-                    args.append(since_ms)
-                if until_ms is not None:
-                    cond += " AND wall_ms < ?"
-                    args.append(until_ms)
-                rows = self._conn.execute(
-                    "SELECT id, n, done, dict_id, boot, clock_synced, wall_ms, boottime_ns, data "
-                    f"FROM batches WHERE {cond} ORDER BY id LIMIT {_SCAN_CHUNK}", args).fetchall()
-                slices = [s for s in (self._slice(r, r[1], bad) for r in rows) if s is not None]
-            if bad:
-                self._drop_rows(bad, "corrupt")
-            if not rows:
-                return
+                last, slices, bad = self._reader.page(last, since_ms, until_ms, include_parked)
+            self._drop_rows(bad, "corrupt")
             yield from slices
-            last = rows[-1][0]
 
     # --- progress -----------------------------------------------------------------------
 
@@ -403,36 +320,25 @@ class Spool:
             return
         with self._db:
             changes = self._writer.advance(slices, reason)
-        self._apply_changes(changes)
+        self._after(changes)
         if reason is not None:
-            self._count_drops({reason: sum(c.new_done - c.old_done for c in changes)}, persist=False)
+            self._count({reason: sum(c.new_done - c.old_done for c in changes)}, persist=False)
 
     def _drop_rows(self, rows: list[tuple[int, int, int]], reason: str) -> None:
-        """Drop whole rows (id, n, done) from any state, e.g. damaged ones."""
+        """Drop whole rows (id, n, done) whatever their state, e.g. undecodable ones."""
+        if not rows:
+            return
         with self._db:
             changes = self._writer.delete_rows([r[0] for r in rows], reason)
-        self._apply_changes(changes)
-        self._count_drops({reason: sum(c.new_done - c.old_done for c in changes)}, persist=False)
+        self._after(changes)
+        self._count({reason: sum(c.new_done - c.old_done for c in changes)}, persist=False)
 
-    def _apply_changes(self, changes: list[Change], refresh: bool = True) -> None:
-        ends = False
-        with self._stats_lock:
-            t = self._t
-            for c in changes:
-                gone = c.new_done >= c.n
-                ends = ends or gone
-                if c.parked:
-                    t.parked_samples -= c.new_done - c.old_done
-                    t.parked_batches -= gone
-                else:
-                    t.samples -= c.new_done - c.old_done
-                    t.bytes -= _share(c.length, c.n, c.old_done) - _share(c.length, c.n, c.new_done)
-                    t.batches -= gone
-        if ends and refresh:
+    def _after(self, changes: list[Change]) -> None:
+        if self._totals.apply(changes):
             self._refresh_ends()
 
-    def _count_drops(self, drops: dict[str, int], persist: bool = True, totals: bool = True,
-                     metrics: bool = True) -> None:
+    def _count(self, drops: dict[str, int], persist: bool = True, totals: bool = True,
+               metrics: bool = True) -> None:
         """Count dropped samples: in the table (unless the caller's transaction did), in the
         stats, and in the agent's counter."""
         drops = {r: n for r, n in drops.items() if n > 0}
@@ -445,9 +351,7 @@ class Spool:
             except sqlite3.Error as e:  # the disk that made us drop may refuse this too
                 log.error("spool: cannot record %s dropped samples: %s", drops, e)
         if totals:
-            with self._stats_lock:
-                for r, n in drops.items():
-                    self._t.dropped[r] = self._t.dropped.get(r, 0) + n
+            self._totals.count(drops)
         if metrics and self._sm is not None:
             for r, n in drops.items():
                 self._sm.inc(DROPPED_METRIC, n, {"reason": r})
@@ -457,61 +361,44 @@ class Spool:
             q = "SELECT wall_ms FROM batches WHERE parked = 0 ORDER BY id {} LIMIT 1"
             first = self._conn.execute(q.format("ASC")).fetchone()
             last = self._conn.execute(q.format("DESC")).fetchone()
-        with self._stats_lock:
-            self._t.oldest = first[0] if first else None
-            self._t.newest = last[0] if last else None
+        self._totals.set_ends(first[0] if first else None, last[0] if last else None)
 
-    # --- parking (batches whose clock cannot be trusted) -------------------------------------
+    # --- batches whose clock cannot be trusted ----------------------------------------------
 
     def park(self, batch_ids: Collection[int], reason: str, now_wall_ms: int | None = None) -> None:
         """Set batches aside: never taken, counted in stats, expired after parked_max_age."""
         since = int(time.time() * 1000) if now_wall_ms is None else now_wall_ms
         with self._db:
             moved = self._writer.set_parked(list(batch_ids), True, reason, since)
-        self._move(moved, to_parked=True)
+        self._totals.move(moved, to_parked=True)
+        self._refresh_ends()
 
     def unpark(self, batch_ids: Collection[int]) -> None:
         with self._db:
             moved = self._writer.set_parked(list(batch_ids), False)
-        self._move(moved, to_parked=False)
-
-    def _move(self, moved: list[tuple[int, int, int, int]], to_parked: bool) -> None:
-        sign = 1 if to_parked else -1
-        with self._stats_lock:
-            t = self._t
-            for _, n, done, length in moved:
-                t.parked_batches += sign
-                t.parked_samples += sign * (n - done)
-                t.batches -= sign
-                t.samples -= sign * (n - done)
-                t.bytes -= sign * _share(length, n, done)
-        if moved:
-            self._refresh_ends()
+        self._totals.move(moved, to_parked=False)
+        self._refresh_ends()
 
     def parked(self) -> list[tuple[int, str, int, int]]:
         """(batch_id, boot_id, wall_ms, samples) of every parked batch, oldest first."""
         with self._db:
-            rows = self._conn.execute("SELECT id, boot, wall_ms, n - done FROM batches "
-                                      "WHERE parked = 1 ORDER BY id").fetchall()
-            return [(i, self._writer.boot_name(b), w, n) for i, b, w, n in rows]
+            return self._reader.parked()
 
     def expire_parked(self, now_wall_ms: int, max_age_s: float) -> int:
         """Drop (reason ``untrusted_clock``) batches parked longer than max_age_s; returns samples."""
         with self._db:
             ids = self._writer.expired_parked(now_wall_ms, int(max_age_s * 1000))
             changes = self._writer.delete_rows(ids, "untrusted_clock") if ids else []
-        self._apply_changes(changes)
+        self._after(changes)
         n = sum(c.new_done - c.old_done for c in changes)
-        self._count_drops({"untrusted_clock": n}, persist=False)
+        self._count({"untrusted_clock": n}, persist=False)
         return n
 
     def unsynced(self) -> list[tuple[int, str, int, int]]:
         """(batch_id, boot_id, wall_ms, boottime_ns) of stored batches collected without a
         trusted clock, parked or not, oldest first (for timekeeping)."""
         with self._db:
-            rows = self._conn.execute("SELECT id, boot, wall_ms, boottime_ns FROM batches "
-                                      "WHERE clock_synced = 0 ORDER BY id").fetchall()
-            return [(i, self._writer.boot_name(b), w, t) for i, b, w, t in rows]
+            return self._reader.unsynced()
 
     def restamp(self, batch_ids: Collection[int], delta_ms: int) -> int:
         """Shift batches' times by delta_ms (sample timestamps move along) and mark them synced."""
@@ -524,15 +411,11 @@ class Spool:
 
     def stats(self) -> SpoolStats:
         """Running totals plus two stat() calls: never waits for the database."""
-        with self._stats_lock:
-            t = self._t
-            base = (t.batches, t.samples, t.bytes, t.oldest, t.newest)
-            parked = (t.parked_batches, t.parked_samples)
-            dropped = dict(t.dropped)
+        batches, samples, nbytes, oldest, newest, dropped, pb, ps = self._totals.snapshot()
         with self._buf_lock:
             buffered = (len(self._buf), self._buf_samples)
-        return SpoolStats(*base, _size(self.path), _size(self.path + "-wal"), dropped, *parked,
-                          self.path, *buffered)
+        return SpoolStats(batches, samples, nbytes, oldest, newest, _size(self.path),
+                          _size(self.path + "-wal"), dropped, pb, ps, self.path, *buffered)
 
     def maintain(self, now_mono: float) -> None:
         """Checkpoint the WAL every wal_checkpoint_interval, or sooner once it passes its share
@@ -558,11 +441,16 @@ class Spool:
         with self._db:
             self._writer.gc()
             self._conn.execute("VACUUM")
+            # VACUUM went through the WAL: copy it home and give the space back now.
             self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
 
     def close(self) -> None:
         """Commit the buffer, checkpoint, close. Safe to call twice."""
         if self._closed:
+            return
+        if self._readonly:
+            self._closed = True
+            self._conn.close()
             return
         try:
             self.flush()
@@ -570,6 +458,7 @@ class Spool:
             self._closed = True
             with self._db:
                 try:
+                    # Leave a self-contained file (a copy or a `sqlite3` session needs no WAL).
                     self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
                 finally:
                     self._conn.close()

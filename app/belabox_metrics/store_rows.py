@@ -6,22 +6,35 @@ totals; this module returns what changed so it can.
 
 from __future__ import annotations
 
-import contextlib
+import logging
 import sqlite3
-from collections import OrderedDict
 from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass
 
 from belabox_metrics.samples import Batch
-from belabox_metrics.store_codec import Dictionary, encode, make_dictionary, series_json
-from belabox_metrics.store_schema import PAGE_SIZE, Budget
+from belabox_metrics.store_codec import CodecError, Dictionary, encode, make_dictionary, series_json
+from belabox_metrics.store_reader import read_dictionary
+from belabox_metrics.store_schema import DICT_TABLES, PAGE_SIZE, Budget
+
+log = logging.getLogger(__name__)
 
 # A new dictionary costs a 16 KB row; only adopt one when rows have compressed poorly against
 # the current one for a while (new devices, say), and not more often than every 100 batches.
 _POOR_RATIO = 1.25
 _POOR_RUN = 3
 _DICT_MIN_BATCHES = 100
-_DICT_CACHE = 16
+# A fresh dictionary every 2160 batches (6 h at 10 s) bounds what a dictionary lost in both
+# copies takes with it, for 40 KB per 6 h.
+_DICT_MAX_BATCHES = 2160
+
+
+def _check(b: Batch) -> None:
+    """What SQLite would refuse at INSERT time, caught before the transaction."""
+    for v in (b.wall_ms, b.boottime_ns):
+        if not isinstance(v, int) or not -(1 << 63) <= v < (1 << 63):
+            raise ValueError(f"times must be 64-bit integers, got {v!r}")
+    if not isinstance(b.boot_id, str):
+        raise ValueError(f"boot_id must be a string, got {b.boot_id!r}")
 
 
 def pages_for(length: int) -> int:
@@ -60,13 +73,20 @@ class RowWriter:
         self.budget = budget
         self._boots = {b: i for i, b in conn.execute("SELECT id, boot_id FROM boots")}
         self._boot_names = {i: b for b, i in self._boots.items()}
-        self._dicts: OrderedDict[int, Dictionary] = OrderedDict()
-        last = conn.execute("SELECT id, data FROM dicts ORDER BY id DESC LIMIT 1").fetchone()
-        self._dict = (last[0], Dictionary.from_bytes(last[1])) if last else None
+        self._dict = self._latest_dictionary()
         self._dict_baseline: int | None = None
         self._dict_age = 0
         self._poor_run = 0
         self._next_id = conn.execute("SELECT coalesce(max(id), 0) + 1 FROM batches").fetchone()[0]
+
+    def _latest_dictionary(self) -> tuple[int, Dictionary] | None:
+        last = self.conn.execute("SELECT max(id) FROM dicts").fetchone()[0]
+        if last is None:
+            return None
+        try:
+            return last, read_dictionary(self.conn, last)
+        except CodecError:
+            return None  # both copies damaged: the next batch starts a new one
 
     def transaction(self, fn: Callable[[sqlite3.Connection], object]):
         # IMMEDIATE: take the write lock up front, so a concurrent `queue` process makes us
@@ -86,19 +106,6 @@ class RowWriter:
     def boot_name(self, ref: int) -> str:
         return self._boot_names.get(ref, "")
 
-    def dict_data(self, dict_id: int | None) -> Dictionary | None:
-        if dict_id is None:
-            return None
-        d = self._dicts.get(dict_id)
-        if d is None:
-            row = self.conn.execute("SELECT data FROM dicts WHERE id = ?", (dict_id,)).fetchone()
-            if row is None:
-                raise sqlite3.DatabaseError(f"dictionary {dict_id} is missing")
-            d = self._dicts[dict_id] = Dictionary.from_bytes(row[0])
-            if len(self._dicts) > _DICT_CACHE:
-                self._dicts.popitem(last=False)
-        return d
-
     def free_pages(self) -> int:
         count = self.conn.execute("PRAGMA page_count").fetchone()[0]
         free = self.conn.execute("PRAGMA freelist_count").fetchone()[0]
@@ -112,12 +119,22 @@ class RowWriter:
         state = (self._dict, self._dict_baseline, self._dict_age, self._poor_run)
         new_dicts: list[tuple[int, bytes]] = []
         pending = []
-        for b in batches:
-            ser = series_json(b.samples)
-            blob, dict_id = self._encode(b, ser, new_dicts)
-            pending.append((b, blob, dict_id))
         changes: list[Change] = []
         drops: dict[str, int] = {}
+        for b in batches:
+            try:
+                _check(b)
+                blob, dict_id = self._encode(b, series_json(b.samples), new_dicts)
+            except (TypeError, ValueError, UnicodeError, OverflowError) as e:
+                # One malformed batch from a buggy collector must not block every commit after it.
+                log.error("spool: batch at %r cannot be stored (%s): dropped", b.wall_ms, e)
+                drops["invalid"] = drops.get("invalid", 0) + len(b.samples)
+                continue
+            pending.append((b, blob, dict_id))
+        if drops:
+            self.transaction(lambda c: self.count_drops(drops))
+        if not pending:
+            return [], changes, drops
         try:
             rows = self._insert_within_cap(pending, new_dicts, changes, drops)
         except BaseException:
@@ -125,9 +142,6 @@ class RowWriter:
             raise
         if not rows:  # everything was dropped: the new dictionaries were never written either
             self._dict, self._dict_baseline, self._dict_age, self._poor_run = state
-            return rows, changes, drops
-        for i, data in new_dicts:
-            self._dicts[i] = Dictionary.from_bytes(data)
         return rows, changes, drops
 
     def _encode(self, b: Batch, ser: bytes, new_dicts: list) -> tuple[bytes, int | None]:
@@ -145,7 +159,8 @@ class RowWriter:
         self._dict_age += 1
         if len(ser) > self.budget.max_pages * PAGE_SIZE // 16:
             return blob, cur[0] if cur else None  # a freak batch: not worth a dictionary
-        if cur is None or (self._poor_run >= _POOR_RUN and self._dict_age >= _DICT_MIN_BATCHES):
+        poor = self._poor_run >= _POOR_RUN and self._dict_age >= _DICT_MIN_BATCHES
+        if cur is None or poor or self._dict_age >= _DICT_MAX_BATCHES:
             next_id = max([cur[0] if cur else 0, *[i for i, _ in new_dicts],
                            self.conn.execute("SELECT coalesce(max(id), 0) FROM dicts").fetchone()[0]]) + 1
             d = make_dictionary(b.samples, ser)
@@ -159,7 +174,7 @@ class RowWriter:
                            drops: dict[str, int]) -> list[Row]:
         while True:
             need = sum(pages_for(len(blob)) for _, blob, _ in pending) + 2
-            need += sum(pages_for(len(d)) for _, d in new_dicts)
+            need += sum(pages_for(len(d)) for _, d in new_dicts) * len(DICT_TABLES)
             short = need - self.free_pages()
             if short > 0:
                 self._make_room(short, "size_cap", changes, drops)
@@ -185,7 +200,9 @@ class RowWriter:
             self.transaction(lambda c, lost=lost: self.count_drops(lost))
 
     def _write(self, c: sqlite3.Connection, pending: list, new_dicts: list) -> tuple:
-        c.executemany("INSERT INTO dicts (id, data) VALUES (?, ?)", new_dicts)
+        # The two copies go on either side of the batch rows, so the pages between them keep
+        # one garbled stretch of flash from reaching both.
+        c.executemany(f"INSERT INTO {DICT_TABLES[0]} (id, data) VALUES (?, ?)", new_dicts)
         rows = []
         next_id = self._next_id
         new_boots: dict[str, int] = {}
@@ -199,6 +216,8 @@ class RowWriter:
                        b.boottime_ns, blob))
             rows.append(Row(next_id, len(b.samples), len(blob), b.wall_ms))
             next_id += 1
+        for table in DICT_TABLES[1:]:
+            c.executemany(f"INSERT INTO {table} (id, data) VALUES (?, ?)", new_dicts)
         return rows, next_id, new_boots
 
     def _make_room(self, pages: int, reason: str, changes: list[Change], drops: dict[str, int]) -> bool:
@@ -319,7 +338,7 @@ class RowWriter:
                     break
             self.gc()
             c.execute("VACUUM")
-            c.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            c.execute("PRAGMA wal_checkpoint(TRUNCATE)")  # the rewrite went through the WAL
         # Hard stop at the cap: an insert past it fails with SQLITE_FULL and the oldest batches go
         # (the free-page check before each insert usually gets there first). SQLite silently clamps
         # it to the current size, hence the shrinking above.
@@ -331,12 +350,10 @@ class RowWriter:
         keep = self._dict[0] if self._dict else -1
 
         def fn(c):
-            c.execute("DELETE FROM dicts WHERE id != ? AND id NOT IN "
-                      "(SELECT DISTINCT dict_id FROM batches WHERE dict_id IS NOT NULL)", (keep,))
+            for table in DICT_TABLES:
+                c.execute(f"DELETE FROM {table} WHERE id != ? AND id NOT IN "
+                          "(SELECT DISTINCT dict_id FROM batches WHERE dict_id IS NOT NULL)", (keep,))
             c.execute("DELETE FROM boots WHERE id NOT IN (SELECT DISTINCT boot FROM batches)")
         self.transaction(fn)
         self._boots = {b: i for i, b in self.conn.execute("SELECT id, boot_id FROM boots")}
         self._boot_names = {i: b for b, i in self._boots.items()}
-        with contextlib.suppress(KeyError):
-            for i in [i for i in self._dicts if i != keep]:
-                del self._dicts[i]

@@ -13,11 +13,13 @@ from datetime import datetime, timezone
 
 from belabox_metrics.samples import Batch
 from belabox_metrics.store_codec import CodecError, Decoder, Dictionary
+from belabox_metrics.store_reader import read_dictionary
 
 log = logging.getLogger(__name__)
 
 KEEP_QUARANTINED = 2  # a failing SD card would otherwise fill the disk with 64 MB copies
 MAX_PROBES = 200_000  # id look-ups across an unreadable stretch of the table (about 2 s)
+_MAX_MISSES = 2_000  # past the one readable end, ids run out: stop probing after this many misses
 
 
 def quarantine(path: str, now: datetime | None = None) -> str:
@@ -69,17 +71,14 @@ def _open_damaged(path: str) -> sqlite3.Connection:
 def _ids(conn: sqlite3.Connection) -> list[int]:
     """Every batch id that can be reached: a scan from each end, then look-ups across the
     stretch in between that a damaged interior page hid from both scans."""
-    found: list[int] = []
-    lo = hi = None
-    complete = False
+    head: list[int] = []
     try:
         for (i,) in conn.execute("SELECT id FROM batches ORDER BY id"):
-            found.append(i)
-        complete = True
+            head.append(i)
+        return sorted(set(head))
     except sqlite3.DatabaseError:
-        lo = found[-1] if found else None
-    if complete:
-        return found
+        pass
+    lo = head[-1] if head else None
     tail: list[int] = []
     with contextlib.suppress(sqlite3.DatabaseError):
         for (i,) in conn.execute("SELECT id FROM batches ORDER BY id DESC"):
@@ -87,13 +86,30 @@ def _ids(conn: sqlite3.Connection) -> list[int]:
                 break
             tail.append(i)
     hi = tail[-1] if tail else None
-    start = (lo + 1) if lo is not None else (hi - MAX_PROBES if hi is not None else 1)
-    stop = hi if hi is not None else start + MAX_PROBES
-    for i in range(max(1, start), min(stop, start + MAX_PROBES)):
-        with contextlib.suppress(sqlite3.DatabaseError):
-            if conn.execute("SELECT 1 FROM batches WHERE id = ?", (i,)).fetchone():
-                found.append(i)
-    return found + tail[::-1]
+    if lo is None and hi is None:
+        return []  # the table's root is gone: there is no way in
+    if lo is not None and hi is not None:
+        probe = range(lo + 1, min(hi, lo + 1 + MAX_PROBES))
+        give_up = MAX_PROBES
+    elif lo is not None:
+        probe, give_up = range(lo + 1, lo + 1 + MAX_PROBES), _MAX_MISSES
+    else:
+        probe, give_up = range(hi - 1, max(0, hi - 1 - MAX_PROBES), -1), _MAX_MISSES
+    found, misses = [], 0
+    for i in probe:
+        try:
+            hit = conn.execute("SELECT 1 FROM batches WHERE id = ?", (i,)).fetchone()
+        except sqlite3.DatabaseError:
+            hit = None
+        if hit:
+            found.append(i)
+            misses = 0
+        else:
+            misses += 1
+            if misses >= give_up:
+                break
+    # A damaged interior page can lead a scan through the same leaves twice.
+    return sorted(set(head) | set(found) | set(tail))
 
 
 def salvage(path: str, report: Salvage) -> Iterator[tuple[Batch, str | None]]:
@@ -121,10 +137,12 @@ def salvage(path: str, report: Salvage) -> Iterator[tuple[Batch, str | None]]:
                     "SELECT n, done, parked, dict_id, boot, clock_synced, wall_ms, boottime_ns, data "
                     "FROM batches WHERE id = ?", (i,)).fetchone()
                 if dict_id is not None and dict_id not in dicts:
-                    row = conn.execute("SELECT data FROM dicts WHERE id = ?", (dict_id,)).fetchone()
-                    dicts[dict_id] = Dictionary.from_bytes(row[0]) if row else None
+                    try:
+                        dicts[dict_id] = read_dictionary(conn, dict_id)
+                    except CodecError:
+                        dicts[dict_id] = None
                 if dict_id is not None and dicts[dict_id] is None:
-                    raise CodecError(f"dictionary {dict_id} is gone")
+                    raise CodecError(f"dictionary {dict_id} is lost in both copies")
                 samples = decoder.decode(data, wall_ms, dicts.get(dict_id))
                 if len(samples) != n:
                     raise CodecError("sample count does not match")

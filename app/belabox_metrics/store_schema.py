@@ -36,10 +36,19 @@ SCHEMA_V1 = (
     f"PRAGMA application_id = {APPLICATION_ID}",
 )
 
+# Every row of a dictionary depends on it, so it is stored twice: damage to one copy (a garbled
+# SD card block) must not take days of batches with it.
+SCHEMA_V2 = (
+    "CREATE TABLE dict_copies (id INTEGER PRIMARY KEY, data BLOB NOT NULL)",
+    "INSERT INTO dict_copies SELECT id, data FROM dicts",
+)
+
 # (version, statements): append only; each runs in its own transaction at open.
 MIGRATIONS: tuple[tuple[int, tuple[str, ...]], ...] = (
     (1, SCHEMA_V1),
+    (2, SCHEMA_V2),
 )
+DICT_TABLES = ("dicts", "dict_copies")
 SCHEMA_VERSION = MIGRATIONS[-1][0]
 
 
@@ -123,8 +132,9 @@ def configure(conn: sqlite3.Connection, budget: Budget) -> None:
 
 
 def check(conn: sqlite3.Connection) -> None:
-    """The start-up integrity check. quick_check skips index/content cross-checks: it reads every
-    page once (about 0.3 s for 64 MB here) instead of integrity_check's several passes."""
+    """The start-up integrity check: every page read once. On a full 64 MB spool here it took
+    0.53 s from a cold cache, 0.16 s warm (an SD card at 20 MB/s: about 3 s). integrity_check
+    costs the same with our single tiny index; quick_check stays cheap if indexes come later."""
     try:
         rows = [r[0] for r in conn.execute("PRAGMA quick_check(5)")]
     except sqlite3.DatabaseError as e:
@@ -132,14 +142,16 @@ def check(conn: sqlite3.Connection) -> None:
             raise DamagedError(f"not a usable database ({e})") from None
         raise
     if rows != ["ok"]:
-        raise DamagedError("integrity check failed: " + "; ".join(rows)[:300])
+        detail = "; ".join(" ".join(r.replace("*** in database main ***", "").split()) for r in rows)
+        raise DamagedError(f"integrity check failed: {detail[:300]}")
 
 
 def migrate(conn: sqlite3.Connection) -> int:
     """Bring the schema to SCHEMA_VERSION; returns the version found."""
     tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
     app_id = conn.execute("PRAGMA application_id").fetchone()[0]
-    if tables and app_id != APPLICATION_ID:
+    # schema_version alone: a first open that died before migration 1 committed.
+    if tables - {"schema_version"} and app_id != APPLICATION_ID:
         raise DamagedError(f"not a metrics-collector spool (tables: {', '.join(sorted(tables))[:200]})")
     conn.execute("CREATE TABLE IF NOT EXISTS schema_version "
                  "(version INTEGER PRIMARY KEY, applied_at INTEGER NOT NULL)")

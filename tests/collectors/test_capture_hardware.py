@@ -36,8 +36,8 @@ def test_recorded_tree_reproduces_the_live_host(tmp_path):
     again = subprocess.run(["sh", str(tmp_path / "scripts/capture-hardware"), "this-host"], capture_output=True,
                            text=True, timeout=120)
     assert again.returncode == 0, again.stderr
-    assert sorted(p.name for p in (tmp_path / "hardware/this-host").iterdir()) == ["RECORDED", "proc", "root",
-                                                                                    "sys"]
+    assert sorted(p.name for p in (tmp_path / "hardware/this-host").iterdir()) == ["RECORDED", "ip-addr.json", "proc",
+                                                                                    "root", "sys"]
 
 
 def test_capture_script_passes_shellcheck():

@@ -182,8 +182,10 @@ def test_signal_setup_once_per_appearance(mm, sysfs, generic_registry):
 
 def test_no_signal_setup_when_disabled(mm, sysfs, generic_registry):
     mm.add_modem("0", Signal__Rate=dbus.UInt32(0))
-    ModemCollector(make_ctx(sysfs, generic_registry)).collect()  # signal_setup_rate defaults to 0
+    collector = ModemCollector(make_ctx(sysfs, generic_registry))  # signal_setup_rate defaults to 0
+    collector.collect()
     assert mm.calls("0", "Setup") == 0
+    assert not collector.recent_stderr, list(collector.recent_stderr)
 
 
 def test_caps_drop_and_count(mm, sysfs, generic_registry):
@@ -195,15 +197,20 @@ def test_caps_drop_and_count(mm, sysfs, generic_registry):
     assert ctx.selfmetrics.value("metrics_collector_dropped_series_total", {"reason": "max_modems"}) > 0
     assert collector.status[0] == "degraded" and "modem.max_modems (2)" in collector.status[1]
 
+    assert not collector.recent_stderr, list(collector.recent_stderr)
     ctx = make_ctx(sysfs, generic_registry, max_series=10)
-    samples = ModemCollector(ctx).collect()
+    collector = ModemCollector(ctx)
+    samples = collector.collect()
     assert len(samples) == 10
+    assert not collector.recent_stderr, list(collector.recent_stderr)
     assert ctx.selfmetrics.value("metrics_collector_dropped_series_total", {"reason": "max_series"}) > 0
 
 
 def test_identifiers_only_when_configured(mm, sysfs, generic_registry):
     add_three(mm)
-    samples = ModemCollector(make_ctx(sysfs, generic_registry, expose_identifiers=True)).collect()
+    collector = ModemCollector(make_ctx(sysfs, generic_registry, expose_identifiers=True))
+    samples = collector.collect()
+    assert not collector.recent_stderr, list(collector.recent_stderr)
     k0 = modem_key(f"imei:{IMEI0}")
     assert by_modem(samples, "belabox_modem_info")[k0].label("imei") == IMEI0
     assert by_modem(samples, "belabox_modem_sim_present")[k0].label("iccid") == "89490200000000000000"
@@ -219,3 +226,13 @@ def test_modem_without_sim(mm, sysfs, generic_registry):
     assert k0 not in by_modem(samples, "belabox_modem_sim_locked")
     assert by_modem(samples, "belabox_modem_state")[k0].value == -1
     assert not collector.recent_stderr, list(collector.recent_stderr)
+
+
+def test_mmcli_warnings_are_kept(mm, sysfs, generic_registry):
+    """The empty-stderr checks above can fail: a wrongly typed property makes mmcli warn."""
+    mm.add_modem("0", Modem__State=dbus.UInt32(11))  # MM's State is int32
+    collector = ModemCollector(make_ctx(sysfs, generic_registry))
+    samples = collector.collect()
+    assert any(line.startswith("mmcli -m 0 -J: ") and "property State of type u" in line
+               for line in collector.recent_stderr), list(collector.recent_stderr)
+    assert modem_key(f"imei:{IMEI0}") not in by_modem(samples, "belabox_modem_state")  # shown as --

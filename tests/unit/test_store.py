@@ -7,12 +7,14 @@ import os
 import shutil
 import sqlite3
 import threading
+import zlib
 from dataclasses import replace
+from pathlib import Path
 
 import pytest
 
 from belabox_metrics.config import StorageConfig
-from belabox_metrics.samples import Batch, sample
+from belabox_metrics.samples import Batch, Sample, sample
 from belabox_metrics.selfmetrics import SelfMetrics
 from belabox_metrics.store import Spool, StoreError
 from belabox_metrics.store_schema import APPLICATION_ID, SCHEMA_VERSION
@@ -117,12 +119,66 @@ def test_pragmas_and_schema_version(db):
     assert conn.execute("PRAGMA page_size").fetchone()[0] == 512
     assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     assert conn.execute("PRAGMA application_id").fetchone()[0] == APPLICATION_ID
-    assert [r[0] for r in conn.execute("SELECT version FROM schema_version")] == [SCHEMA_VERSION]
+    every = list(range(1, SCHEMA_VERSION + 1))
+    assert [r[0] for r in conn.execute("SELECT version FROM schema_version")] == every
     conn.close()
     open_spool(db).close()  # migrating again is a no-op
     conn = sqlite3.connect(db)
-    assert [r[0] for r in conn.execute("SELECT version FROM schema_version")] == [SCHEMA_VERSION]
+    assert [r[0] for r in conn.execute("SELECT version FROM schema_version")] == every
     conn.close()
+
+
+def test_a_version_1_spool_is_migrated_with_its_data(db):
+    gen = BatchGen()
+    sp = open_spool(db)
+    made = [gen.batch() for _ in range(5)]
+    for b in made:
+        sp.append(b)
+    sp.close()
+    # Turn it back into what version 1 wrote: one dictionary copy, no CRC on it.
+    conn = sqlite3.connect(db)
+    conn.execute("DROP TABLE dict_copies")
+    conn.execute("DELETE FROM schema_version WHERE version > 1")
+    (stored,) = conn.execute("SELECT data FROM dicts").fetchone()
+    conn.execute("UPDATE dicts SET data = ?", (zlib.decompress(stored[5:]),))
+    conn.commit()
+    conn.close()
+    sp = open_spool(db)
+    assert [sl.samples for sl in sp.iter_pending()] == [tuple(b.resolved()) for b in made]
+    sp.close()
+    conn = sqlite3.connect(db)
+    assert conn.execute("SELECT count(*) FROM dict_copies").fetchone()[0] == 1
+    assert conn.execute("SELECT max(version) FROM schema_version").fetchone()[0] == SCHEMA_VERSION
+    conn.close()
+
+
+def test_a_damaged_dictionary_is_read_from_its_copy(db):
+    gen = BatchGen()
+    sp = open_spool(db)
+    made = [gen.batch() for _ in range(5)]
+    for b in made:
+        sp.append(b)
+    sp.close()
+    conn = sqlite3.connect(db)
+    (data,) = conn.execute("SELECT data FROM dicts").fetchone()
+    conn.execute("UPDATE dicts SET data = ?", (data[:100] + bytes([data[100] ^ 1]) + data[101:],))  # one bit
+    conn.commit()
+    conn.close()
+    sp = open_spool(db)
+    assert [sl.samples for sl in sp.iter_pending()] == [tuple(b.resolved()) for b in made]
+    sp.append(gen.batch())  # and new rows still use it
+    sp.close()
+    conn = sqlite3.connect(db)
+    conn.execute("UPDATE dict_copies SET data = x'00'")
+    conn.commit()
+    conn.close()
+    sp = open_spool(db)  # both copies gone: its rows are dropped, counted, and a new one starts
+    assert sp.take_oldest(10_000) == []
+    assert sp.stats().dropped == {"corrupt": 6 * 300}
+    sp.append(gen.batch())
+    sp.flush()
+    assert len(sp.take_oldest(10_000)[0].samples) == 300
+    sp.close()
 
 
 # --- group commit -----------------------------------------------------------------------------
@@ -451,21 +507,23 @@ def test_vacuum_shrinks_after_a_drain(db):
     while sl := sp.take_oldest(5000):
         sp.ack(sl)
     sp.vacuum()
-    assert sp.stats().db_size_bytes < full / 10
+    # What stays: the schema and the current dictionary's two copies (about 40 KB).
+    assert sp.stats().db_size_bytes < 64 << 10 < full
     sp.close()
 
 
 # --- threads --------------------------------------------------------------------------------------
 
 def test_three_threads_lose_and_duplicate_nothing(db):
-    sp = open_spool(db, StorageConfig(commit_interval=0.001))
+    sp = open_spool(db, StorageConfig(commit_interval=2.0, wal_checkpoint_interval=50.0), clock=Clock(0.0))
     n_batches, acked, errors = 400, [], []
+    commits = []
     stop = threading.Event()
 
     def agent():
         for i in range(n_batches):
             sp.append(small_batch(i, n=7))
-            sp.maybe_commit(float(i))
+            commits.append(sp.maybe_commit(float(i)))
             sp.maintain(float(i))
         sp.flush()
 
@@ -492,6 +550,81 @@ def test_three_threads_lose_and_duplicate_nothing(db):
         t.join(30)
     expected = sorted(float(i * 1000 + k) for i in range(n_batches) for k in range(7))
     assert not errors
+    assert sum(1 for c in commits if c) >= n_batches // 2 - 2  # a commit every other batch
     assert sorted(acked) == expected  # each exactly once: a take after an ack never repeats it
     assert sp.stats().pending_samples == 0
     sp.close()
+
+
+# --- bad input --------------------------------------------------------------------------------------
+
+def test_a_malformed_batch_is_dropped_as_invalid_without_blocking_the_rest(db):
+    sp = open_spool(db)
+    sp.append(small_batch(1))
+    sp.append(Batch((Sample("bad_value", (), "not a number"),), 1_750_000_000_000, "b", 0, True))
+    sp.append(Batch((sample("bad_time", 1.0),), 1 << 64, "b", 0, True))
+    sp.append(Batch((Sample("bad_label", (("k", 5),), 1.0),), 1_750_000_000_000, "b", 0, True))
+    sp.append(small_batch(2))
+    assert sp.flush() == 5
+    st = sp.stats()
+    assert (st.pending_samples, st.dropped) == (20, {"invalid": 3})
+    sp.close()
+
+
+def test_undecodable_names_survive_the_round_trip(db):
+    odd = "eth\udcff0"  # what surrogateescape makes of a non-UTF-8 interface name
+    sp = open_spool(db)
+    sp.append(Batch((sample("node_network_up", 1.0, {"device": odd}),), 1_750_000_000_000, "b", 0, True))
+    sp.close()
+    sp = open_spool(db)
+    assert sp.take_oldest(1)[0].samples[0].labels == (("device", odd),)
+    sp.close()
+
+
+def test_a_first_open_that_died_before_migrating_is_not_taken_for_foreign(db, tmp_path):
+    os.makedirs(os.path.dirname(db))
+    conn = sqlite3.connect(db)
+    conn.execute("CREATE TABLE schema_version (version INTEGER PRIMARY KEY, applied_at INTEGER NOT NULL)")
+    conn.commit()
+    conn.close()
+    sp = open_spool(db)
+    assert sp.open_report.quarantined is None
+    sp.close()
+
+
+def test_unusable_paths_are_one_line_errors(tmp_path):
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(StoreError, match="cannot create the spool directory"):
+        open_spool(str(tmp_path / "file" / "sub" / "metrics.db"))
+    (tmp_path / "adir.db").mkdir()
+    with pytest.raises(StoreError, match="cannot open the spool|cannot use the spool") as e:
+        open_spool(str(tmp_path / "adir.db"))
+    assert "\n" not in str(e.value)
+
+
+def test_read_only_view_sees_the_spool_and_changes_nothing(db, monkeypatch):
+    from belabox_metrics import store_schema
+    sp = open_spool(db)
+    for i in range(3):
+        sp.append(small_batch(i))
+    sp.flush()
+    sp.drop(sp.take_oldest(1), "invalid")
+    sp.close()
+    before = Path(db).read_bytes()
+    view = Spool.open_readonly(db, CFG)
+    st = view.stats()
+    assert (st.pending_samples, st.dropped) == (29, {"invalid": 1})
+    assert sum(len(s.samples) for s in view.iter_pending()) == 29
+    view.close()
+    view.close()
+    # SQLite leaves an empty -wal (and a -shm) behind a read-only WAL reader; the data is untouched.
+    assert Path(db).read_bytes() == before and os.path.getsize(db + "-wal") == 0
+    monkeypatch.setattr(store_schema, "BUSY_TIMEOUT_S", 0.05)
+    from belabox_metrics import store
+    monkeypatch.setattr(store, "BUSY_TIMEOUT_S", 0.05)
+    sp = open_spool(db)
+    with pytest.raises(StoreError, match="locked"):
+        Spool.open_readonly(db, CFG)
+    sp.close()
+    with pytest.raises(StoreError, match="no spool file"):
+        Spool.open_readonly(db + ".nope", CFG)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import signal
 import subprocess
 from collections import deque
@@ -40,6 +41,9 @@ DROPPED = "metrics_collector_dropped_series_total"
 ERRORS = "metrics_collector_collector_errors_total"
 SIGNAL_METRICS = {"rssi": "belabox_modem_rssi_dbm", "rsrp": "belabox_modem_rsrp_dbm",
                   "rsrq": "belabox_modem_rsrq_db", "snr": "belabox_modem_snr_db"}
+
+
+_STDERR_NOISE = re.compile(r"\(mmcli:\d+\)|\d\d:\d\d:\d\d\.\d+")
 
 
 class MmcliError(Exception):
@@ -84,6 +88,13 @@ class ModemCollector(Collector):
         self.recent_stderr: deque[str] = deque(maxlen=20)  # mmcli warnings, for diagnostics
         self._signal_setup_done: set[str] = set()  # MM paths set up during their current appearance
         self._timed_out = False
+        self._warned: set[str] = set()
+
+    @property
+    def problems(self) -> list[str]:
+        """What the runner shows as a degraded ``collector.modem`` (ModemManager down, mmcli
+        slow or malformed); without this the runner's "ok" would hide it after every cycle."""
+        return [self.status[1]] if self.status[0] != "ok" else []
 
     # --- mmcli ----------------------------------------------------------------------------
 
@@ -122,9 +133,16 @@ class ModemCollector(Collector):
                 raise MmcliError("gone", f"{shown}: {first}")
             raise MmcliError("failed", f"{shown} failed with exit code {proc.returncode}: {first}")
         if text_err:
-            self.recent_stderr.append(f"{shown}: {text_err.splitlines()[0]}")
-            log.warning("%s: %s", shown, text_err.splitlines()[0])
+            self._note_stderr(shown, text_err.splitlines()[0])
         return out.decode("utf-8", "replace")
+
+    def _note_stderr(self, shown: str, line: str) -> None:
+        self.recent_stderr.append(f"{shown}: {line}")
+        # The same GLib warning comes with every call: log each distinct one once.
+        key = _STDERR_NOISE.sub("", line)
+        if key not in self._warned and len(self._warned) < 64:
+            self._warned.add(key)
+            log.warning("%s: %s", shown, line)
 
     def _query(self, problems: list[str]) -> list[tuple[ModemStatus, SignalReport | None, SimStatus | None]]:
         """Everything ModemManager says about its modems; problems go to ``problems``."""

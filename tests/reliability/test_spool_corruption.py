@@ -1,0 +1,162 @@
+"""A damaged spool file: moved aside, salvaged row by row, and a fresh spool takes over."""
+
+from __future__ import annotations
+
+import glob
+import os
+import random
+import sqlite3
+
+import pytest
+
+from belabox_metrics.config import StorageConfig
+from belabox_metrics.selfmetrics import SelfMetrics
+from belabox_metrics.store import Spool
+from belabox_metrics.store_schema import SCHEMA_VERSION
+from tests.support.spoolgen import BatchGen
+
+CFG = StorageConfig()
+
+
+@pytest.fixture
+def db(tmp_path):
+    return str(tmp_path / "metrics.db")
+
+
+def fill(path: str, batches: int = 300) -> dict[int, tuple]:
+    """A closed (fully checkpointed) spool; returns wall_ms -> the batch's resolved samples."""
+    sp = Spool.open(path, CFG)
+    gen = BatchGen(seed=11)
+    made = {}
+    for _ in range(batches):
+        b = gen.batch()
+        sp.append(b)
+        made[b.wall_ms] = tuple(b.resolved())
+    sp.close()
+    assert not os.path.exists(path + "-wal") or os.path.getsize(path + "-wal") == 0
+    return made
+
+
+def garble(path: str, offset: int, length: int, seed: int = 1) -> None:
+    r = random.Random(seed)
+    with open(path, "r+b") as fh:
+        fh.seek(offset)
+        fh.write(bytes(r.getrandbits(8) for _ in range(length)))
+
+
+def test_garbage_in_the_middle_is_quarantined_and_readable_batches_salvaged(db):
+    made = fill(db)
+    size = os.path.getsize(db)
+    garble(db, size // 2, 16 * 1024)
+    sm = SelfMetrics()
+    sp = Spool.open(db, CFG, selfmetrics=sm)
+    rep = sp.open_report
+    assert rep.quarantined is not None and os.path.basename(rep.quarantined).startswith("metrics.db.corrupt-")
+    assert os.path.getsize(rep.quarantined) == size  # the evidence is kept as it was
+    assert 0 < rep.salvaged_batches < len(made)
+    assert "integrity check failed" in rep.message and "salvaged" in rep.message
+    st = sp.stats()
+    assert (st.pending_batches, st.pending_samples) == (rep.salvaged_batches, rep.salvaged_samples)
+    # Every salvaged batch is exactly what was stored: same samples, values and times.
+    seen = 0
+    for sl in sp.iter_pending():
+        assert sl.samples == made[sl.wall_ms]
+        seen += 1
+    assert seen == rep.salvaged_batches
+    lost = len(made) * 300 - rep.salvaged_samples
+    assert st.dropped.get("corrupt", 0) <= lost  # what could be counted was counted
+    assert sm.value("metrics_collector_dropped_samples_total", {"reason": "corrupt"}) == \
+        st.dropped.get("corrupt", 0)
+    # The fresh spool works and survives a restart.
+    gen = BatchGen(seed=99)
+    sp.append(gen.batch())
+    sp.flush()
+    assert sp.take_newest(300)[0].wall_ms == gen.batch().wall_ms - gen.interval_ms
+    sp.close()
+    again = Spool.open(db, CFG)
+    assert again.open_report.quarantined is None
+    assert again.stats().pending_batches == rep.salvaged_batches + 1
+    again.close()
+
+
+def test_garbage_over_the_first_page_is_not_a_database(db):
+    fill(db, 20)
+    garble(db, 0, 512)
+    sp = Spool.open(db, CFG)
+    rep = sp.open_report
+    assert rep.quarantined and rep.salvaged_batches == 0
+    assert "not a database" in rep.message or "not a usable database" in rep.message
+    sp.append(BatchGen().batch())
+    sp.flush()
+    assert sp.stats().pending_samples == 300
+    sp.close()
+
+
+def test_a_file_that_is_no_database_at_all(db):
+    with open(db, "w") as fh:
+        fh.write("this is the agent's config, copied to the wrong place\n" * 100)
+    sp = Spool.open(db, CFG)
+    assert sp.open_report.quarantined
+    with open(sp.open_report.quarantined) as fh:
+        assert fh.read().startswith("this is the agent's config")
+    assert sp.stats().pending_samples == 0
+    sp.close()
+
+
+def test_a_foreign_sqlite_file_is_moved_aside_not_migrated(db):
+    conn = sqlite3.connect(db)
+    conn.execute("CREATE TABLE metrics (id INTEGER PRIMARY KEY, metric_name TEXT)")
+    conn.execute("INSERT INTO metrics VALUES (1, 'cpu.usage')")
+    conn.commit()
+    conn.close()
+    sp = Spool.open(db, CFG)
+    assert sp.open_report.quarantined
+    assert "not a metrics-collector spool" in sp.open_report.message
+    sp.close()
+    conn = sqlite3.connect(sp.open_report.quarantined)
+    assert conn.execute("SELECT metric_name FROM metrics").fetchone() == ("cpu.usage",)  # untouched
+    conn.close()
+
+
+def test_a_newer_schema_is_moved_aside_and_its_batches_salvaged(db):
+    made = fill(db, 10)
+    conn = sqlite3.connect(db)
+    conn.execute("INSERT INTO schema_version VALUES (?, 0)", (SCHEMA_VERSION + 1,))
+    conn.commit()
+    conn.close()
+    sp = Spool.open(db, CFG)
+    assert sp.open_report.quarantined and "newer" in sp.open_report.message
+    assert sp.open_report.salvaged_batches == 10
+    assert [sl.samples for sl in sp.iter_pending()] == list(made.values())
+    sp.close()
+
+
+def test_salvage_keeps_progress_parking_and_drop_counts(db):
+    sp = Spool.open(db, CFG)
+    gen = BatchGen(seed=5)
+    for _ in range(40):
+        sp.append(gen.batch())
+    sp.flush()
+    sp.ack(sp.take_oldest(450))  # batch 1 done, batch 2 half
+    sp.drop(sp.take_oldest(10), "rejected_400")
+    sp.park([39, 40], "untrusted_clock")
+    sp.close()
+    size = os.path.getsize(db)
+    garble(db, size // 2, 4096)
+    sp = Spool.open(db, CFG)
+    st = sp.stats()
+    assert st.dropped["rejected_400"] == 10  # history carried over
+    first = sp.take_oldest(1)[0]  # batch 1 was acknowledged, 160 samples of batch 2 were done
+    assert (first.wall_ms, first.samples[0].name) == (1_750_000_000_000 + 2 * 10_000, gen.series[160][0])
+    assert st.parked_batches == 2
+    assert {p[2] for p in sp.parked()} == {1_750_000_000_000 + 39 * 10_000, 1_750_000_000_000 + 40 * 10_000}
+    sp.close()
+
+
+def test_only_the_newest_quarantined_copies_are_kept(db):
+    for _ in range(4):
+        with open(db, "wb") as fh:
+            fh.write(os.urandom(4096))
+        Spool.open(db, CFG).close()
+    copies = [p for p in glob.glob(db + ".corrupt-*") if not p.endswith(("-wal", "-shm"))]
+    assert len(copies) == 2
