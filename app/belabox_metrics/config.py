@@ -23,8 +23,8 @@ import yaml
 
 DEFAULT_CONFIG_PATH = "/etc/belabox-metrics/config.yaml"
 ENV_PREFIX = "BELABOX_METRICS_"
-# Variables with the prefix that are not settings (the config file's path itself).
-ENV_NOT_SETTINGS = frozenset({"BELABOX_METRICS_CONFIG"})
+# Variables with the prefix that are not settings: the config file's path, the board profiles' folder.
+ENV_NOT_SETTINGS = frozenset({"BELABOX_METRICS_CONFIG", "BELABOX_METRICS_HARDWARE_DIR"})
 
 # Collectors the agent knows; the schema lists the same names under `collectors`.
 COLLECTOR_NAMES = (

@@ -134,6 +134,15 @@ try:
         after = show(COLLECTOR)
         res["reload"] = {"rc": r.returncode, "stderr": r.stderr, "pid_before": before, "after": after,
                          "health": health()}
+    if params.get("stall"):
+        # The test hook stalls the agent's loop: WATCHDOG=1 stops, systemd must kill and restart it.
+        pid_before = show(COLLECTOR)["MainPID"]
+        r = sh("systemctl", "kill", "-s", "SIGUSR2", "--kill-who=main", COLLECTOR)
+        restarted = wait("a watchdog restart",
+                         lambda: (lambda c: c["NRestarts"] != "0" and c["ActiveState"] == "active"
+                                  and c["MainPID"] not in ("0", pid_before) and c)(show(COLLECTOR)), 90)
+        res["stall"] = {"rc": r.returncode, "stderr": r.stderr, "pid_before": pid_before,
+                        "after": restarted or show(COLLECTOR)}
     res["health"] = health() if state == "active" else None
 except Exception as e:  # noqa: BLE001 - report, never hang the boot
     res["errors"].append(f"{type(e).__name__}: {e}")

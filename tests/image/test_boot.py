@@ -294,3 +294,24 @@ def test_read_only_root_with_writable_var_lib(fresh_root, backend, tmp_path):
     assert storage["details"]["persistence"] is True, storage
     assert (var_lib / "belabox-metrics/metrics.db").is_file()
     assert {p: p.read_bytes() for p in etc_before} == etc_before
+
+
+def test_a_stalled_loop_is_restarted_by_the_watchdog(fresh_root, backend, tmp_path):
+    """Under a real systemd: the agent stops WATCHDOG=1 when its loop hangs, and systemd restarts it
+    with result 'watchdog' (issue 6). A short WatchdogSec keeps the boot quick."""
+    vm, proxy = backend
+    root = fresh_root()
+    out = tmp_path / "out"
+    health_port = prepare(root, proxy, out)
+    dropin = root / "etc/systemd/system/metrics-collector.service.d/zz-test-watchdog.conf"
+    dropin.parent.mkdir(parents=True, exist_ok=True)
+    dropin.write_text("[Service]\nWatchdogSec=3s\nRestartSec=1s\nEnvironment=METRICS_COLLECTOR_TEST_HOOKS=1\n")
+    set_params(root, tag="wd", health_port=health_port, proxy_port=proxy.port, stall=True)
+    r = boot(root, out, "wd")
+    assert not r["errors"], f"{r['errors']}\n{r['journal']}"
+    stall = r["stall"]
+    assert stall["rc"] == 0, stall["stderr"]
+    after = stall["after"]
+    assert after["NRestarts"] != "0" and after["MainPID"] != stall["pid_before"], f"{after}\n{r['journal']}"
+    assert "Watchdog timeout" in r["journal"] and "Failed with result 'watchdog'" in r["journal"], r["journal"]
+    assert after["ActiveState"] == "active", after
