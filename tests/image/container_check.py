@@ -134,6 +134,27 @@ try:
         after = show(COLLECTOR)
         res["reload"] = {"rc": r.returncode, "stderr": r.stderr, "pid_before": before, "after": after,
                          "health": health()}
+    # Kernel events: what the container's journal holds of the kernel transport, what /dev/kmsg is
+    # here, and what the collector made of it (read as the unprivileged service user).
+    kmsg = None
+    try:
+        st = os.stat("/dev/kmsg")
+        kmsg = {"char": stat.S_ISCHR(st.st_mode), "major": os.major(st.st_rdev), "minor": os.minor(st.st_rdev),
+                "realpath": os.path.realpath("/dev/kmsg")}
+    except OSError as e:
+        kmsg = {"error": type(e).__name__}
+    kernel_lines = sh("journalctl", "-k", "-b", "-o", "json", "--no-pager").stdout.splitlines()
+    _, body = health() if state == "active" else (None, {})
+    metrics_text = ""
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{params['health_port']}/metrics", timeout=3) as r:
+            metrics_text = r.read().decode()
+    except OSError as e:
+        res["errors"].append(f"/metrics: {e}")
+    res["kernel"] = {"journal_kernel_entries": len(kernel_lines), "kmsg": kmsg,
+                     "health": (body or {}).get("components", {}).get("collector.kernel_events"),
+                     "metric_lines": [x for x in metrics_text.splitlines()
+                                      if x.startswith("belabox_kernel_events_total")]}
     if params.get("stall"):
         # The test hook stalls the agent's loop: WATCHDOG=1 stops, systemd must kill and restart it.
         pid_before = show(COLLECTOR)["MainPID"]
