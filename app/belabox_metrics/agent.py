@@ -18,7 +18,7 @@ import time
 from dataclasses import dataclass
 
 from belabox_metrics import config as configmod
-from belabox_metrics import health, logsetup
+from belabox_metrics import config_child, health, logsetup
 from belabox_metrics.collectors import CollectorContext
 from belabox_metrics.lock import AlreadyRunning, InstanceLock, lock_path_for
 from belabox_metrics.samples import Batch
@@ -276,7 +276,7 @@ class Agent:
         try:
             if not self.config_path:
                 raise configmod.ConfigError(["no config file to reload (running on built-in defaults)"])
-            new = configmod.load(self.config_path)
+            new = config_child.load(self.config_path)
         except configmod.ConfigError as e:
             for line in e.problems:
                 log.error("reload refused, keeping the running config: %s", line)
@@ -378,7 +378,7 @@ class Agent:
 def command_run(args: argparse.Namespace) -> int:
     from belabox_metrics import cli, notify
     try:
-        cfg = cli.load_config(args)
+        cfg = config_child.load(cli.config_file(args))
     except configmod.ConfigError as e:
         for line in e.problems:
             print(line, file=sys.stderr)

@@ -93,12 +93,20 @@ def config_path(args: argparse.Namespace) -> str:
     return args.config or os.environ.get("BELABOX_METRICS_CONFIG") or configmod.DEFAULT_CONFIG_PATH
 
 
-def load_config(args: argparse.Namespace) -> configmod.Config:
-    """The config named by --config, or the embedded default when no file exists at the
-    default path (a box that never got a config still collects and spools)."""
+def config_file(args: argparse.Namespace) -> str | None:
+    """The config file to read; None when none was named and none exists at the default
+    path: the built-in defaults apply (a box that never got a config still collects and spools)."""
     path = config_path(args)
     if args.config is None and not os.environ.get("BELABOX_METRICS_CONFIG") and not os.path.exists(path):
-        return configmod.from_mapping({}, source="<built-in defaults>")
+        return None
+    return path
+
+
+def load_config(args: argparse.Namespace) -> configmod.Config:
+    """The config named by --config, or the built-in defaults (see config_file)."""
+    path = config_file(args)
+    if path is None:
+        return configmod.from_mapping({}, source=configmod.BUILTIN_SOURCE)
     return configmod.load(path)
 
 

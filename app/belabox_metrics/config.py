@@ -15,13 +15,16 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, is_dataclass
 from importlib import resources
 from types import MappingProxyType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
-import jsonschema
 import yaml
 
+if TYPE_CHECKING:
+    import jsonschema
+
 DEFAULT_CONFIG_PATH = "/etc/belabox-metrics/config.yaml"
+BUILTIN_SOURCE = "<built-in defaults>"  # the source of a config made without any file
 ENV_PREFIX = "BELABOX_METRICS_"
 
 # Collectors the agent knows; the schema lists the same names under `collectors`.
@@ -432,10 +435,14 @@ def _is_duration_field(cls: type, name: str) -> bool:
     return (cls, name) in _DURATION_FIELDS
 
 
-def from_mapping(raw: Mapping[str, Any], source: str = "<config>",
-                 environ: Mapping[str, str] | None = None) -> Config:
-    """Validate a parsed YAML mapping (plus environment overrides) and build a Config."""
-    where = os.path.basename(source) or source
+def validate(raw: Mapping[str, Any], where: str,
+             environ: Mapping[str, str] | None = None) -> dict:
+    """The parsed YAML with the environment overrides applied, checked against the schema:
+    plain JSON data that ``build`` turns into a Config. Raises ConfigError, one line per problem."""
+    # Imported here, not at the top: the long-running agent validates in a child process
+    # (config_child) so that jsonschema and its imports (4 MB or more) never stay resident in it.
+    import jsonschema
+
     problems: list[str] = []
     data: dict = json.loads(json.dumps(raw, default=str)) if raw else {}
     _env_overrides(data, os.environ if environ is None else environ, problems)
@@ -450,6 +457,12 @@ def from_mapping(raw: Mapping[str, Any], source: str = "<config>",
     _check_kinds(data, problems, where)
     if problems:
         raise ConfigError(problems)
+    return data
+
+
+def build(data: Mapping[str, Any], source: str = "<config>") -> Config:
+    """A Config from a mapping that ``validate`` accepted; needs no jsonschema."""
+    data = dict(data)
     collectors_raw = dict(data.get("collectors") or {})
     default_timeout = collectors_raw.pop("default_timeout", None)
     collectors = CollectorsConfig(
@@ -461,17 +474,22 @@ def from_mapping(raw: Mapping[str, Any], source: str = "<config>",
     return _replace(cfg, collectors=collectors, source=source)
 
 
+def from_mapping(raw: Mapping[str, Any], source: str = "<config>",
+                 environ: Mapping[str, str] | None = None) -> Config:
+    """Validate a parsed YAML mapping (plus environment overrides) and build a Config."""
+    return build(validate(raw, os.path.basename(source) or source, environ), source)
+
+
 def _replace(cfg: Config, **changes: Any) -> Config:
     from dataclasses import replace
     return replace(cfg, **changes)
 
 
-def load(path: str, environ: Mapping[str, str] | None = None) -> Config:
-    """Read, validate and convert one config file. Raises ConfigError with one line per problem."""
-    where = os.path.basename(path) or path
+def read(path: str) -> str:
+    """The text of a config file; ConfigError with one line when it cannot be read."""
     try:
         with open(path, encoding="utf-8") as fh:
-            text = fh.read()
+            return fh.read()
     except FileNotFoundError:
         raise ConfigError([f"{path}: file not found"]) from None
     except IsADirectoryError:
@@ -482,12 +500,10 @@ def load(path: str, environ: Mapping[str, str] | None = None) -> Config:
         raise ConfigError([f"{path}: not UTF-8 text"]) from None
     except OSError as e:
         raise ConfigError([f"{path}: cannot read ({e.strerror})"]) from None
-    return loads(text, source=path, environ=environ, where=where)
 
 
-def loads(text: str, source: str = "<config>", environ: Mapping[str, str] | None = None,
-          where: str | None = None) -> Config:
-    where = where or os.path.basename(source) or source
+def parse(text: str, where: str) -> dict:
+    """The YAML document as a mapping; ConfigError for a syntax error or another shape."""
     try:
         raw = yaml.safe_load(text)
     except yaml.YAMLError as e:
@@ -499,7 +515,26 @@ def loads(text: str, source: str = "<config>", environ: Mapping[str, str] | None
         raise ConfigError([f"{where}: file is empty (expected a mapping of settings)"])
     if not isinstance(raw, dict):
         raise ConfigError([f"{where}: must be a mapping of settings, got {_describe(raw)}"])
-    return from_mapping(raw, source=source, environ=environ)
+    return raw
+
+
+def validated(path: str | None, environ: Mapping[str, str] | None = None) -> dict:
+    """What ``validate`` makes of the file at ``path`` (None: no file, built-in defaults)."""
+    if path is None:
+        return validate({}, BUILTIN_SOURCE, environ)
+    where = os.path.basename(path) or path
+    return validate(parse(read(path), where), where, environ)
+
+
+def load(path: str, environ: Mapping[str, str] | None = None) -> Config:
+    """Read, validate and convert one config file. Raises ConfigError with one line per problem."""
+    return build(validated(path, environ), path)
+
+
+def loads(text: str, source: str = "<config>", environ: Mapping[str, str] | None = None,
+          where: str | None = None) -> Config:
+    where = where or os.path.basename(source) or source
+    return build(validate(parse(text, where), where, environ), source)
 
 
 def default() -> Config:
