@@ -18,7 +18,7 @@ import time
 from dataclasses import dataclass
 
 from belabox_metrics import config as configmod
-from belabox_metrics import config_child, health, logsetup
+from belabox_metrics import config_child, health, logsetup, residency
 from belabox_metrics.collectors import CollectorContext
 from belabox_metrics.lock import AlreadyRunning, InstanceLock, lock_path_for
 from belabox_metrics.samples import Batch
@@ -187,6 +187,10 @@ class Agent:
             self._commit_error = str(e)
             log.error("spool: %s", e)
         self._expire_parked(now)
+        if now >= self._next_trim:
+            from belabox_metrics import residency
+            residency.trim()
+            self._next_trim = now + 5.0
         self._report_storage()
         self._report_time()  # every tick, so a clock step shows at once
         if self.uploader is not None and samples and self._ticks == 0:
@@ -195,6 +199,7 @@ class Agent:
         return True
 
     _next_expiry = 0.0
+    _next_trim = 0.0
 
     def _expire_parked(self, now: float) -> None:
         """Drop parked batches (earlier boot, untrusted clock) past storage.parked_max_age,
@@ -384,6 +389,7 @@ def command_run(args: argparse.Namespace) -> int:
             print(line, file=sys.stderr)
         return cli.EXIT_CONFIG
     logsetup.setup(cfg.logging.level, cfg.logging.format)
+    residency.limit()
     config_path = None if cfg.source.startswith("<") else cfg.source
     agent = Agent(cfg, Roots.from_config(cfg, args), config_path=config_path, notifier=notify.Notifier())
     try:

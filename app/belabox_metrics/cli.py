@@ -75,8 +75,15 @@ def _register_optional() -> None:
         m.cli_setup(command)
 
 
-def build_parser() -> argparse.ArgumentParser:
-    _register_optional()
+CORE_COMMANDS = ("run", "check-config", "collect")
+
+
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The parser for every command, or, when ``command`` (the one the command line names) is a
+    core command, for the core ones only: `run` must not import the other commands' modules
+    (diagnose alone brings urllib.request and email, about 1 MB resident for the agent's life)."""
+    if command not in CORE_COMMANDS:
+        _register_optional()
     parser = argparse.ArgumentParser(prog="metrics-collector",
                                      description="BELABOX on-device metrics agent")
     parser.add_argument("--version", action="version", version=f"metrics-collector {__version__}")
@@ -136,7 +143,8 @@ def command_check_config(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
+    argv = sys.argv[1:] if argv is None else list(argv)
+    parser = build_parser(argv[0] if argv else None)
     args = parser.parse_args(argv)
     if not args.command:
         parser.print_help(sys.stderr)

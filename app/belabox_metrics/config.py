@@ -13,7 +13,6 @@ import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, is_dataclass
-from importlib import resources
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
@@ -226,7 +225,9 @@ class Config:
 # --- loading -----------------------------------------------------------------------------
 
 def _schema() -> dict:
-    return json.loads(resources.files("belabox_metrics").joinpath("config.schema.json").read_text())
+    # The module's own loader reads package data from a folder or a zip alike; importlib.resources
+    # would do the same but pulls zipfile, tempfile, lzma and bz2 into `run` (about 1.5 MB).
+    return json.loads(__spec__.loader.get_data(os.path.join(os.path.dirname(__file__), "config.schema.json")))
 
 
 SCHEMA = _schema()

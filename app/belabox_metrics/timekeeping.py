@@ -19,7 +19,6 @@ import ctypes
 import logging
 import os
 import time
-import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from email.utils import parsedate_tz
@@ -162,7 +161,7 @@ class Timekeeper:
         if not self.boot_id:
             # Without a boot id an earlier boot cannot be told apart: treat every earlier
             # process as one, so its untrusted batches are parked rather than mis-stamped.
-            self.boot_id = "unknown-" + uuid.uuid4().hex
+            self.boot_id = "unknown-" + os.urandom(16).hex()  # uuid4 would import platform
             log.warning("time: cannot read the boot id under %s; untrusted batches of earlier runs "
                         "will be parked", procfs)
         self._bounds: list[_Bound] = []  # newest first
