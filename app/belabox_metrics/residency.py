@@ -1,4 +1,5 @@
-"""Process-wide memory settings of `run`, made once before any thread starts.
+"""Process-wide memory settings of `run`: two limits set once before any thread starts, and
+``trim()``, which the agent calls every few seconds.
 
 The agent must stay well under 40 MB resident however large the backlog is
 (tests/bench/bench_run_memory.py). Two process-wide defaults cost more than they give here:
@@ -10,7 +11,7 @@ The agent must stay well under 40 MB resident however large the backlog is
   and written at the end: a cached page is rarely read again, so the cache mostly pins
   memory that a large backlog fills completely.
 
-Both settings are hints: on a libc without mallopt, or if SQLite refuses, nothing changes.
+All of it is a hint: on a libc without mallopt, or if SQLite refuses, nothing changes.
 """
 
 from __future__ import annotations
@@ -46,16 +47,17 @@ def limit() -> None:
         log.debug("sqlite soft_heap_limit not set: %s", e)
 
 
-_trim = None
+_malloc_trim = None
 
 
 def trim() -> None:
-    """Give free heap pages back to the kernel."""
-    global _trim
-    if _trim is None:
+    """Give free heap memory back to the kernel, also from the middle of the heap (glibc's
+    free() only returns its top); a no-op on a libc without malloc_trim."""
+    global _malloc_trim
+    if _malloc_trim is None:
         try:
-            _trim = ctypes.CDLL(None).malloc_trim
+            _malloc_trim = ctypes.CDLL(None).malloc_trim
         except (OSError, AttributeError):
-            _trim = False
-    if _trim:
-        _trim(0)
+            _malloc_trim = False
+    if _malloc_trim:
+        _malloc_trim(0)
