@@ -33,6 +33,10 @@ from urllib.parse import SplitResult, unquote, urlsplit
 # FetchError.kind: what went wrong, for callers that count or retry by it.
 CONNECT, TIMEOUT, TLS, OTHER = "connect", "timeout", "tls", "other"
 _READ_CHUNK = 65536  # per read1(): a bound on the buffer, not on the body
+# A connection idle for longer is not reused: a carrier's NAT may have forgotten it without a
+# word, and a request sent into it would wait out the whole budget. Within an upload cycle
+# requests follow each other at once; between cycles a new handshake costs far less.
+MAX_IDLE_S = 20.0
 
 
 class FetchError(Exception):
@@ -84,6 +88,7 @@ class Client:
         self._monotonic = monotonic
         self._conn: http.client.HTTPConnection | None = None
         self._origin: tuple | None = None
+        self._idle_since = 0.0
 
     def request(self, method: str, url: str, *, budget: float, max_body: int, body: bytes | None = None,
                 headers: dict[str, str] | None = None) -> Answer:
@@ -100,7 +105,8 @@ class Client:
             hdrs["Authorization"] = "Basic " + base64.b64encode(cred).decode()
         target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
         origin = (parts.scheme, parts.hostname, parts.port)
-        reused = self._conn is not None and self._origin == origin and not _dropped(self._conn)
+        reused = (self._conn is not None and self._origin == origin and not _dropped(self._conn)
+                  and self._monotonic() - self._idle_since <= MAX_IDLE_S)
         if not reused:
             self.close()
         try:
@@ -135,13 +141,14 @@ class Client:
             try:
                 conn.request(method, target, body=body, headers=hdrs)
                 resp = conn.getresponse()
-            except (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError) as e:
+            except (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError, ssl.SSLEOFError) as e:
                 if fresh or self._monotonic() >= deadline:
                     raise
                 raise _Stale from e
             data, complete = _read_body(conn, resp, max_body, left)
             resp.close()  # read1() leaves a fully read answer open, and an open one blocks the next request
             keep = complete and not resp.will_close
+            self._idle_since = self._monotonic()
             return Answer(resp.status, resp.headers, data, complete)
         except FetchError:
             raise

@@ -7,7 +7,6 @@ the value (``config.yaml: remote.retry.jitter_percent: must be between 0 and 100
 
 from __future__ import annotations
 
-import difflib
 import json
 import os
 import re
@@ -257,13 +256,19 @@ LEAF_PATHS = _leaf_paths(SCHEMA)
 _ENV_NAMES = {ENV_PREFIX + "_".join(p).upper(): p for p in LEAF_PATHS}
 
 
+def _close_matches(word: str, candidates: list[str], cutoff: float) -> list[str]:
+    # Only a config with a typo needs difflib: `run` validates in a child and never imports it.
+    import difflib
+    return difflib.get_close_matches(word, candidates, n=1, cutoff=cutoff)
+
+
 def _env_overrides(raw: dict, environ: Mapping[str, str], problems: list[str]) -> None:
     for name, value in environ.items():
         if not name.startswith(ENV_PREFIX):
             continue
         path = _ENV_NAMES.get(name)
         if path is None:
-            hint = difflib.get_close_matches(name, list(_ENV_NAMES), n=1)
+            hint = _close_matches(name, list(_ENV_NAMES), cutoff=0.6)
             extra = f" (did you mean {hint[0]}?)" if hint else ""
             problems.append(f"environment: {name}: unknown setting{extra}")
             continue
@@ -307,7 +312,7 @@ def _schema_message(err: jsonschema.ValidationError) -> tuple[str, str]:
         unknown = sorted(set(err.instance) - set(known))
         msgs = []
         for key in unknown:
-            hint = difflib.get_close_matches(key, known, n=1, cutoff=0.6)
+            hint = _close_matches(key, known, cutoff=0.6)
             suffix = f" (did you mean '{hint[0]}'?)" if hint else ""
             msgs.append(f"unknown key{suffix}")
         key_path = f"{path}.{unknown[0]}" if path else unknown[0]

@@ -218,8 +218,17 @@ class Uploader:
         while not run.should_stop():
             if run.pace is not None and not run.pace(1):  # no take while the budget is spent
                 return
-            fresh = _unseen(self.spool.take_oldest(self.delivery.request_cap(), exclude_ids=exclude), seen)
-            if not fresh or not self.delivery.send_slices(fresh, run, "backlog"):
+            taken = self.spool.take_oldest(self.delivery.request_cap(), exclude_ids=exclude)
+            if taken:
+                # Oldest first: a batch older than this take's oldest is no longer pending and
+                # cannot come back, so its ranges are forgotten; `seen` would otherwise grow with
+                # every batch of an unthrottled drain (0.5 MB per million samples).
+                floor = min(s.batch_id for s in taken)
+                seen = {key for key in seen if key[0] >= floor}
+            fresh = _unseen(taken, seen)
+            ok = bool(fresh) and self.delivery.send_slices(fresh, run, "backlog")
+            del taken, fresh  # else the next take would hold two requests' samples at once
+            if not ok:
                 return
 
     def _pace(self, nbytes: int, res: CycleResult, end: float | None, honor_stop: bool) -> bool:

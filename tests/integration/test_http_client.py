@@ -99,6 +99,17 @@ def test_a_connection_the_server_ended_is_replaced(server, mode):
     assert [conn for conn, *_ in server.seen] == [1, 2]
 
 
+def test_a_connection_idle_for_too_long_is_not_reused(server):
+    now = [100.0]
+    with boundedhttp.Client(monotonic=lambda: now[0]) as client:
+        post(client, server.url)
+        now[0] += boundedhttp.MAX_IDLE_S - 1
+        post(client, server.url)
+        now[0] += boundedhttp.MAX_IDLE_S + 1  # a NAT on the way may have dropped it silently
+        post(client, server.url)
+    assert [conn for conn, *_ in server.seen] == [1, 1, 2]
+
+
 def test_a_request_dropped_on_a_kept_connection_goes_once_more_on_a_new_one(server):
     server.mode = "drop2"
     with boundedhttp.Client() as client:
