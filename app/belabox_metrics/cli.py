@@ -75,8 +75,15 @@ def _register_optional() -> None:
         m.cli_setup(command)
 
 
-def build_parser() -> argparse.ArgumentParser:
-    _register_optional()
+CORE_COMMANDS = ("run", "check-config", "collect")
+
+
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The parser for every command, or, when ``command`` (the one the command line names) is a
+    core command, for the core ones only: `run` must not import the other commands' modules
+    (diagnose alone brings urllib.request and email, about 1 MB resident for the agent's life)."""
+    if command not in CORE_COMMANDS:
+        _register_optional()
     parser = argparse.ArgumentParser(prog="metrics-collector",
                                      description="BELABOX on-device metrics agent")
     parser.add_argument("--version", action="version", version=f"metrics-collector {__version__}")
@@ -93,12 +100,20 @@ def config_path(args: argparse.Namespace) -> str:
     return args.config or os.environ.get("BELABOX_METRICS_CONFIG") or configmod.DEFAULT_CONFIG_PATH
 
 
-def load_config(args: argparse.Namespace) -> configmod.Config:
-    """The config named by --config, or the embedded default when no file exists at the
-    default path (a box that never got a config still collects and spools)."""
+def config_file(args: argparse.Namespace) -> str | None:
+    """The config file to read; None when none was named and none exists at the default
+    path: the built-in defaults apply (a box that never got a config still collects and spools)."""
     path = config_path(args)
     if args.config is None and not os.environ.get("BELABOX_METRICS_CONFIG") and not os.path.exists(path):
-        return configmod.from_mapping({}, source="<built-in defaults>")
+        return None
+    return path
+
+
+def load_config(args: argparse.Namespace) -> configmod.Config:
+    """The config named by --config, or the built-in defaults (see config_file)."""
+    path = config_file(args)
+    if path is None:
+        return configmod.from_mapping({}, source=configmod.BUILTIN_SOURCE)
     return configmod.load(path)
 
 
@@ -123,7 +138,8 @@ def command_check_config(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
+    argv = sys.argv[1:] if argv is None else list(argv)
+    parser = build_parser(argv[0] if argv else None)
     args = parser.parse_args(argv)
     if not args.command:
         parser.print_help(sys.stderr)

@@ -7,21 +7,22 @@ the value (``config.yaml: remote.retry.jitter_percent: must be between 0 and 100
 
 from __future__ import annotations
 
-import difflib
 import json
 import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, is_dataclass
-from importlib import resources
 from types import MappingProxyType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
-import jsonschema
 import yaml
 
+if TYPE_CHECKING:
+    import jsonschema
+
 DEFAULT_CONFIG_PATH = "/etc/belabox-metrics/config.yaml"
+BUILTIN_SOURCE = "<built-in defaults>"  # the source of a config made without any file
 ENV_PREFIX = "BELABOX_METRICS_"
 # Variables with the prefix that are not settings: the config file's path, the board profiles' folder.
 ENV_NOT_SETTINGS = frozenset({"BELABOX_METRICS_CONFIG", "BELABOX_METRICS_HARDWARE_DIR"})
@@ -225,7 +226,9 @@ class Config:
 # --- loading -----------------------------------------------------------------------------
 
 def _schema() -> dict:
-    return json.loads(resources.files("belabox_metrics").joinpath("config.schema.json").read_text())
+    # The module's own loader reads package data from a folder or a zip alike; importlib.resources
+    # would do the same but pulls zipfile, tempfile, lzma and bz2 into `run` (about 1.5 MB).
+    return json.loads(__spec__.loader.get_data(os.path.join(os.path.dirname(__file__), "config.schema.json")))
 
 
 SCHEMA = _schema()
@@ -255,13 +258,19 @@ LEAF_PATHS = _leaf_paths(SCHEMA)
 _ENV_NAMES = {ENV_PREFIX + "_".join(p).upper(): p for p in LEAF_PATHS}
 
 
+def _close_matches(word: str, candidates: list[str], cutoff: float) -> list[str]:
+    # Only a config with a typo needs difflib: `run` validates in a child and never imports it.
+    import difflib
+    return difflib.get_close_matches(word, candidates, n=1, cutoff=cutoff)
+
+
 def _env_overrides(raw: dict, environ: Mapping[str, str], problems: list[str]) -> None:
     for name, value in environ.items():
         if not name.startswith(ENV_PREFIX) or name in ENV_NOT_SETTINGS:
             continue
         path = _ENV_NAMES.get(name)
         if path is None:
-            hint = difflib.get_close_matches(name, list(_ENV_NAMES), n=1)
+            hint = _close_matches(name, list(_ENV_NAMES), cutoff=0.6)
             extra = f" (did you mean {hint[0]}?)" if hint else ""
             problems.append(f"environment: {name}: unknown setting{extra}")
             continue
@@ -305,7 +314,7 @@ def _schema_message(err: jsonschema.ValidationError) -> tuple[str, str]:
         unknown = sorted(set(err.instance) - set(known))
         msgs = []
         for key in unknown:
-            hint = difflib.get_close_matches(key, known, n=1, cutoff=0.6)
+            hint = _close_matches(key, known, cutoff=0.6)
             suffix = f" (did you mean '{hint[0]}'?)" if hint else ""
             msgs.append(f"unknown key{suffix}")
         key_path = f"{path}.{unknown[0]}" if path else unknown[0]
@@ -434,10 +443,14 @@ def _is_duration_field(cls: type, name: str) -> bool:
     return (cls, name) in _DURATION_FIELDS
 
 
-def from_mapping(raw: Mapping[str, Any], source: str = "<config>",
-                 environ: Mapping[str, str] | None = None) -> Config:
-    """Validate a parsed YAML mapping (plus environment overrides) and build a Config."""
-    where = os.path.basename(source) or source
+def validate(raw: Mapping[str, Any], where: str,
+             environ: Mapping[str, str] | None = None) -> dict:
+    """The parsed YAML with the environment overrides applied, checked against the schema:
+    plain JSON data that ``build`` turns into a Config. Raises ConfigError, one line per problem."""
+    # Imported here, not at the top: the long-running agent validates in a child process
+    # (config_child) so that jsonschema and its imports (4 MB or more) never stay resident in it.
+    import jsonschema
+
     problems: list[str] = []
     data: dict = json.loads(json.dumps(raw, default=str)) if raw else {}
     _env_overrides(data, os.environ if environ is None else environ, problems)
@@ -452,6 +465,12 @@ def from_mapping(raw: Mapping[str, Any], source: str = "<config>",
     _check_kinds(data, problems, where)
     if problems:
         raise ConfigError(problems)
+    return data
+
+
+def build(data: Mapping[str, Any], source: str = "<config>") -> Config:
+    """A Config from a mapping that ``validate`` accepted; needs no jsonschema."""
+    data = dict(data)
     collectors_raw = dict(data.get("collectors") or {})
     default_timeout = collectors_raw.pop("default_timeout", None)
     collectors = CollectorsConfig(
@@ -463,17 +482,22 @@ def from_mapping(raw: Mapping[str, Any], source: str = "<config>",
     return _replace(cfg, collectors=collectors, source=source)
 
 
+def from_mapping(raw: Mapping[str, Any], source: str = "<config>",
+                 environ: Mapping[str, str] | None = None) -> Config:
+    """Validate a parsed YAML mapping (plus environment overrides) and build a Config."""
+    return build(validate(raw, os.path.basename(source) or source, environ), source)
+
+
 def _replace(cfg: Config, **changes: Any) -> Config:
     from dataclasses import replace
     return replace(cfg, **changes)
 
 
-def load(path: str, environ: Mapping[str, str] | None = None) -> Config:
-    """Read, validate and convert one config file. Raises ConfigError with one line per problem."""
-    where = os.path.basename(path) or path
+def read(path: str) -> str:
+    """The text of a config file; ConfigError with one line when it cannot be read."""
     try:
         with open(path, encoding="utf-8") as fh:
-            text = fh.read()
+            return fh.read()
     except FileNotFoundError:
         raise ConfigError([f"{path}: file not found"]) from None
     except IsADirectoryError:
@@ -484,12 +508,10 @@ def load(path: str, environ: Mapping[str, str] | None = None) -> Config:
         raise ConfigError([f"{path}: not UTF-8 text"]) from None
     except OSError as e:
         raise ConfigError([f"{path}: cannot read ({e.strerror})"]) from None
-    return loads(text, source=path, environ=environ, where=where)
 
 
-def loads(text: str, source: str = "<config>", environ: Mapping[str, str] | None = None,
-          where: str | None = None) -> Config:
-    where = where or os.path.basename(source) or source
+def parse(text: str, where: str) -> dict:
+    """The YAML document as a mapping; ConfigError for a syntax error or another shape."""
     try:
         raw = yaml.safe_load(text)
     except yaml.YAMLError as e:
@@ -501,7 +523,26 @@ def loads(text: str, source: str = "<config>", environ: Mapping[str, str] | None
         raise ConfigError([f"{where}: file is empty (expected a mapping of settings)"])
     if not isinstance(raw, dict):
         raise ConfigError([f"{where}: must be a mapping of settings, got {_describe(raw)}"])
-    return from_mapping(raw, source=source, environ=environ)
+    return raw
+
+
+def validated(path: str | None, environ: Mapping[str, str] | None = None) -> dict:
+    """What ``validate`` makes of the file at ``path`` (None: no file, built-in defaults)."""
+    if path is None:
+        return validate({}, BUILTIN_SOURCE, environ)
+    where = os.path.basename(path) or path
+    return validate(parse(read(path), where), where, environ)
+
+
+def load(path: str, environ: Mapping[str, str] | None = None) -> Config:
+    """Read, validate and convert one config file. Raises ConfigError with one line per problem."""
+    return build(validated(path, environ), path)
+
+
+def loads(text: str, source: str = "<config>", environ: Mapping[str, str] | None = None,
+          where: str | None = None) -> Config:
+    where = where or os.path.basename(source) or source
+    return build(validate(parse(text, where), where, environ), source)
 
 
 def default() -> Config:

@@ -64,7 +64,7 @@ class HealthServer(ThreadingHTTPServer):
     block_on_close = False  # ThreadingMixIn's own threads are never used: see _worker
 
     def __init__(self, listen_addr: str, registry: Registry, metrics_text: Callable[[], str], *,
-                 workers: int = 8, max_connections: int = 256, max_queued: int = 64,
+                 workers: int = 2, max_connections: int = 256, max_queued: int = 64,
                  head_timeout: float = 5.0, write_timeout: float = 10.0, max_head_bytes: int = 8192,
                  metrics_cache_s: float = 1.0):
         try:
@@ -79,6 +79,8 @@ class HealthServer(ThreadingHTTPServer):
                                     f"{e.strerror or e}") from None
         self.socket.setblocking(False)
         self.registry, self.metrics_text = registry, metrics_text
+        # Two workers: answers are built under the GIL, so more add threads (stacks, memory) and no
+        # throughput; a second one keeps a slow /metrics from holding up /health.
         self.workers, self.max_connections, self.max_queued = workers, max_connections, max_queued
         self.head_timeout, self.write_timeout = head_timeout, write_timeout
         self.max_head_bytes = max_head_bytes

@@ -19,13 +19,13 @@ import ctypes
 import logging
 import os
 import time
-import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from email.utils import parsedate_tz
 from typing import Any
 from urllib.parse import urlsplit
 
+from belabox_metrics import boundedhttp
 from belabox_metrics.health import TimeFacts
 
 log = logging.getLogger(__name__)
@@ -161,13 +161,12 @@ class Timekeeper:
         if not self.boot_id:
             # Without a boot id an earlier boot cannot be told apart: treat every earlier
             # process as one, so its untrusted batches are parked rather than mis-stamped.
-            self.boot_id = "unknown-" + uuid.uuid4().hex
+            self.boot_id = "unknown-" + os.urandom(16).hex()  # uuid4 would import platform
             log.warning("time: cannot read the boot id under %s; untrusted batches of earlier runs "
                         "will be parked", procfs)
         self._bounds: list[_Bound] = []  # newest first
         self._kernel_cache: tuple[float, bool] | None = None
         self._last_attempt: float | None = None
-        self._session: Any = None
         self.last_error: str | None = None
         self._warned_skew = False
 
@@ -309,7 +308,8 @@ class Timekeeper:
         wait = self.check_interval if self.source != "none" else min(self.check_interval, RETRY_UNTRUSTED_S)
         return now - self._last_attempt >= wait
 
-    def check_skew(self, url: str, session: Any = None, token: str | None = None) -> float | None:
+    def check_skew(self, url: str, client: boundedhttp.Client | None = None,
+                   token: str | None = None) -> float | None:
         """GET ``url`` and learn the offset from its Date header; the skew in seconds or None.
 
         The HTTP status does not matter when a Date header is present (a 401 from an auth
@@ -317,25 +317,26 @@ class Timekeeper:
         server's own origin, never to another host (W22); none is needed for a Date.
         """
         self._last_attempt = self._mono()
-        if session is None:
-            if self._session is None:
-                import requests  # only the clock thread needs it, and only when a URL is set
-                self._session = requests.Session()
-            session = self._session
         headers = {"User-Agent": "metrics-collector"}
         if token and self.upload_url and _origin(url) == _origin(self.upload_url):
             headers["Authorization"] = f"Bearer {token}"
+        # Checks are minutes apart, longer than servers keep a connection open: a new one each
+        # time, and only the headers are read (the body would add to the measured interval).
+        own = client is None
+        http = boundedhttp.Client() if client is None else client
         sent = self._boot()
         try:
-            with session.get(url, headers=headers, timeout=self.timeout, stream=True,
-                             allow_redirects=False) as resp:
-                recv = self._boot()
-                date, status = resp.headers.get("Date"), resp.status_code
-        except Exception as e:  # requests' errors and socket errors alike: one line, no token
+            resp = http.request("GET", url, headers=headers, budget=self.timeout, max_body=0)
+            recv = self._boot()
+            date, status = resp.headers.get("Date"), resp.status
+        except boundedhttp.FetchError as e:  # one line of our own words: no URL, no token
             self.last_error = _one_line(e)
             log.warning("time: skew check against %s failed: %s", url, self.last_error)
             self._publish()
             return None
+        finally:
+            if own:
+                http.close()
         if not date:
             self.last_error = f"no Date header in the answer (HTTP {status})"
         elif not self._observe(date, sent, recv):

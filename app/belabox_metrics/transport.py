@@ -13,7 +13,7 @@ What each answer means (design §5, anchors.md §3), in the spirit of urllib3's
   so that one bad sample cannot block the queue.
 - 401, 403: the token is wrong or missing; nothing is retried until the next cycle.
 - 3xx, 404 and other 4xx: the URL or a proxy is misconfigured; final. Redirects are
-  not followed because requests turns a redirected POST into a body-less GET.
+  not followed: clients turn a redirected POST into a body-less GET.
 - TLS errors: a certificate does not verify (or a captive portal answers); final for
   this cycle, never "fixed" by turning verification off.
 """
@@ -26,9 +26,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from urllib.parse import urlsplit, urlunsplit
 
-import requests
-
-from belabox_metrics import __version__
+from belabox_metrics import __version__, boundedhttp
 from belabox_metrics.retry import RetryPolicy, parse_retry_after
 from belabox_metrics.wire import Body
 
@@ -38,6 +36,9 @@ OK, REJECTED, AUTH, FATAL, GAVE_UP, STOPPED = "ok", "rejected", "auth", "fatal",
 FAILURES = "metrics_collector_upload_failures_total"
 USER_AGENT = f"belabox-metrics/{__version__}"
 _MAX_ERROR_TEXT = 200
+# Bytes of an answer read: enough for the error text; a longer answer costs its connection,
+# never memory (a misconfigured URL may answer with a whole web page).
+MAX_ANSWER_BYTES = 16384
 
 
 @dataclass(frozen=True)
@@ -85,16 +86,16 @@ def redact_url(url: str) -> str:
 
 
 class Transport:
-    """Sends gzip JSON-lines bodies to one URL with a keep-alive session."""
+    """Sends gzip JSON-lines bodies to one URL over a kept-alive connection."""
 
-    def __init__(self, url: str, timeout: float, policy: RetryPolicy, *, session: requests.Session | None = None,
+    def __init__(self, url: str, timeout: float, policy: RetryPolicy, *, client: boundedhttp.Client | None = None,
                  selfmetrics=None, timekeeper=None, wall: Callable[[], float] = time.time,
                  clock: Callable[[], float] = time.monotonic, sleep: Callable[[float], bool] | None = None,
                  rng: Callable[[], float] | None = None):
         self.url = url
         self.timeout = timeout
         self.policy = policy
-        self.session = session or requests.Session()
+        self.client = client or boundedhttp.Client()  # real time: the exchange is real I/O
         self.selfmetrics = selfmetrics
         self.timekeeper = timekeeper
         self.wall = wall
@@ -158,27 +159,26 @@ class Transport:
         """One POST: (kind, retryable, reason, status, message, retry_after_seconds)."""
         t_sent = self.wall()
         try:
-            resp = self.session.post(self.url, data=body.data, headers=headers, timeout=timeout,
-                                     allow_redirects=False, verify=True)
-        except requests.exceptions.SSLError as e:
-            return FATAL, False, "tls", None, self._short(e), None
-        except requests.exceptions.Timeout:
-            return GAVE_UP, True, "timeout", None, f"no answer within {timeout:g}s", None
-        except requests.exceptions.ConnectionError as e:
-            return GAVE_UP, True, "connect", None, self._short(e), None
-        except requests.exceptions.RequestException as e:
-            return GAVE_UP, True, "other", None, self._short(e), None
+            resp = self.client.request("POST", self.url, body=body.data, headers=headers, budget=timeout,
+                                       max_body=MAX_ANSWER_BYTES)
+        except boundedhttp.FetchError as e:
+            if e.kind == boundedhttp.TLS:
+                return FATAL, False, "tls", None, self.scrub(str(e)), None
+            if e.kind == boundedhttp.TIMEOUT:
+                return GAVE_UP, True, "timeout", None, f"no answer within {timeout:g}s", None
+            reason = "connect" if e.kind == boundedhttp.CONNECT else "other"
+            return GAVE_UP, True, reason, None, self.scrub(str(e)), None
         t_recv = self.wall()
         if self.timekeeper is not None:
             try:
                 self.timekeeper.observe_response(resp.headers.get("Date"), t_sent, t_recv)
             except Exception:  # the clock check must never cost an upload
                 log.exception("timekeeper.observe_response failed")
-        status = resp.status_code
+        status = resp.status
         kind, retryable, reason = classify_status(status)
         if kind == OK:
             return OK, False, "", status, "", None
-        text = " ".join(resp.text.split())[:_MAX_ERROR_TEXT] if resp.content else ""
+        text = " ".join(resp.body.decode("utf-8", "replace").split())[:_MAX_ERROR_TEXT]
         if 300 <= status < 400:
             text = f"redirect to {redact_url(resp.headers.get('Location', ''))}; fix remote.url"
         elif status in (401, 403):
@@ -190,17 +190,5 @@ class Transport:
         if self.selfmetrics is not None:
             self.selfmetrics.inc(FAILURES, 1, {"reason": reason})
 
-    def _short(self, e: Exception) -> str:
-        """One line naming the failure, without urllib3's nested reprs or any secret."""
-        text = str(e)
-        for marker in ("Failed to establish a new connection: ", "Connection aborted.', ",
-                       "NameResolutionError", "[SSL: "):
-            i = text.find(marker)
-            if i >= 0:
-                text = text[i:]
-                break
-        text = " ".join(text.split())[:_MAX_ERROR_TEXT]
-        return self.scrub(text) or e.__class__.__name__
-
     def close(self) -> None:
-        self.session.close()
+        self.client.close()

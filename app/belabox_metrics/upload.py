@@ -19,8 +19,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-import requests
-
+from belabox_metrics import boundedhttp
 from belabox_metrics import health as healthmod
 from belabox_metrics.delivery import CycleResult, Delivery, Run, is_config_failure
 from belabox_metrics.retry import RetryPolicy
@@ -84,7 +83,7 @@ class ByteBudget:
 
 class Uploader:
     def __init__(self, cfg, spool, health, selfmetrics, *, device_id: str, token, timekeeper=None,
-                 session: requests.Session | None = None, clock: Callable[[], float] = time.monotonic,
+                 client: boundedhttp.Client | None = None, clock: Callable[[], float] = time.monotonic,
                  wall: Callable[[], float] = time.time, sleep: Callable[[float], object] | None = None,
                  rng: Callable[[], float] | None = None):
         self.spool = spool
@@ -103,7 +102,7 @@ class Uploader:
         self._final_deadline: float | None = None
         self.budget = ByteBudget(cfg.remote.max_bytes_per_second, clock)
         self.transport = Transport(cfg.remote.url, cfg.remote.timeout, RetryPolicy.from_config(cfg.remote.retry),
-                                   session=session, selfmetrics=selfmetrics, timekeeper=timekeeper, wall=wall,
+                                   client=client, selfmetrics=selfmetrics, timekeeper=timekeeper, wall=wall,
                                    clock=clock, sleep=self._wait, rng=rng)
         self.delivery = Delivery(spool, selfmetrics, self.transport, Encoder(device_id), timekeeper=timekeeper,
                                  wall=wall, charge=self.budget.charge)
@@ -219,8 +218,17 @@ class Uploader:
         while not run.should_stop():
             if run.pace is not None and not run.pace(1):  # no take while the budget is spent
                 return
-            fresh = _unseen(self.spool.take_oldest(self.delivery.request_cap(), exclude_ids=exclude), seen)
-            if not fresh or not self.delivery.send_slices(fresh, run, "backlog"):
+            taken = self.spool.take_oldest(self.delivery.request_cap(), exclude_ids=exclude)
+            if taken:
+                # Oldest first: a batch older than this take's oldest is no longer pending and
+                # cannot come back, so its ranges are forgotten; `seen` would otherwise grow with
+                # every batch of an unthrottled drain (0.5 MB per million samples).
+                floor = min(s.batch_id for s in taken)
+                seen = {key for key in seen if key[0] >= floor}
+            fresh = _unseen(taken, seen)
+            ok = bool(fresh) and self.delivery.send_slices(fresh, run, "backlog")
+            del taken, fresh  # else the next take would hold two requests' samples at once
+            if not ok:
                 return
 
     def _pace(self, nbytes: int, res: CycleResult, end: float | None, honor_stop: bool) -> bool:

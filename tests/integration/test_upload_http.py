@@ -384,6 +384,32 @@ def test_failure_counter_reasons_are_the_documented_words(server, envs):
     assert got == Counter({"http_5xx": 3, "http_429": 1})
 
 
+class LostAcks:
+    """A spool whose acks of some batches are lost: it hands their ranges out again and again."""
+
+    def __init__(self, spool, lost: set[int]):
+        self.inner, self.lost = spool, lost
+
+    def ack(self, slices):
+        self.inner.ack([s for s in slices if s.batch_id not in self.lost])
+
+    def __getattr__(self, name):
+        return getattr(self.inner, name)
+
+
+def test_a_range_handed_out_again_is_sent_once_and_the_backlog_goes_on(server, envs):
+    env = envs(make_config(server.url(), batch_size=250))
+    expected = fill(env.spool, batches=12, series=100)
+    ids = sorted({s.batch_id for s in env.spool.take_oldest(10_000)})
+    lost = {ids[1], ids[6]}
+    env.uploader.delivery.spool = LostAcks(env.spool, lost)
+    res = env.uploader.drain()
+    assert res.ok and res.sent_samples == 1200
+    got = samples_of(server.requests)
+    assert len(got) == len(set(got)) == 1200 and sorted(got) == sorted(expected)
+    assert env.pending() == 200  # only the two batches whose acks were lost
+
+
 def test_drain_sends_everything_oldest_first_and_reports_progress(server, envs):
     env = envs(make_config(server.url(), batch_size=1000, max_bytes_per_second=1))  # drain ignores the budget
     now = int(time.time() * 1000)

@@ -19,7 +19,10 @@ from tests.support.vm import free_port
 
 class AgentProcess:
     def __init__(self, workdir: Path, settings: dict | None = None, env: dict[str, str] | None = None,
-                 name: str = "agent"):
+                 name: str = "agent", launcher: list[str] | None = None):
+        """``launcher``: argv that runs the CLI with the arguments after it, instead of
+        ``python -m belabox_metrics`` (e.g. a ``python -c`` wrapper that reports on the process)."""
+        self.launcher = launcher
         self.workdir = Path(workdir)
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.port = free_port()
@@ -52,7 +55,9 @@ class AgentProcess:
 
     def start(self, wait_health: bool = True, timeout: float = 20) -> AgentProcess:
         log = open(self.log_path, "a")  # noqa: SIM115 - owned by the child for its lifetime
-        self.proc = subprocess.Popen(cli_argv("run", "--config", str(self.config_path)), env=cli_env(self.env),
+        args = ("run", "--config", str(self.config_path))
+        argv = [*self.launcher, *args] if self.launcher else cli_argv(*args)
+        self.proc = subprocess.Popen(argv, env=cli_env(self.env),
                                      stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
         log.close()
         if wait_health:

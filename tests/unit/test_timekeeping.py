@@ -9,9 +9,8 @@ from email.utils import formatdate
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
-import requests
 
-from belabox_metrics import config, timekeeping
+from belabox_metrics import boundedhttp, config, timekeeping
 from belabox_metrics.health import DEGRADED, ERROR, OK, time_health
 from belabox_metrics.selfmetrics import SelfMetrics
 from belabox_metrics.timekeeping import NS, Timekeeper, parse_http_date
@@ -309,8 +308,8 @@ def test_check_due_retries_fast_without_a_time_source(procfs):
     clock = SimClock(wall_at_boot=TRUE_AT_BOOT)
     tk = make(procfs, clock, check_interval=300.0)
     assert tk.check_due()
-    with requests.Session() as s:
-        assert tk.check_skew(session=s, url="http://127.0.0.1:9/") is None  # discard port: refused
+    with boundedhttp.Client() as s:
+        assert tk.check_skew(client=s, url="http://127.0.0.1:9/") is None  # discard port: refused
     assert not tk.check_due()
     clock.advance(30)
     assert tk.check_due()
@@ -387,12 +386,12 @@ def test_check_skew_measures_a_clock_three_days_behind(procfs, date_server):
     sm = SelfMetrics()
     url = f"http://127.0.0.1:{date_server.port}/"
     tk = real_clock_tk(procfs, -3 * DAY, url + "api/v1/import", selfmetrics=sm)
-    with requests.Session() as s:
-        skew = tk.check_skew(session=s, url=url, token="s3cret")
+    with boundedhttp.Client() as s:
+        skew = tk.check_skew(client=s, url=url, token="s3cret")
     assert skew is not None and abs(skew + 3 * DAY) < 1.5
     assert abs(sm.value("metrics_collector_clock_skew_seconds") + 3 * DAY) < 1.5
     assert date_server.seen[-1]["Authorization"] == "Bearer s3cret"  # same origin as uploads
-    assert abs(tk.check_skew(url) + 3 * DAY) < 1.5  # the agent's form: the Timekeeper's own session
+    assert abs(tk.check_skew(url) + 3 * DAY) < 1.5  # the agent's form: a connection of its own
     assert "Authorization" not in date_server.seen[-1]
     batch = Slice(*tk.stamp())
     import time as _t
@@ -402,9 +401,9 @@ def test_check_skew_measures_a_clock_three_days_behind(procfs, date_server):
 def test_token_never_sent_to_another_host(procfs, date_server):  # W22
     upload = f"http://127.0.0.1:{date_server.port}/api/v1/import"
     tk = real_clock_tk(procfs, 0.0, upload)
-    with requests.Session() as s:
-        assert tk.check_skew(session=s, url=f"http://localhost:{date_server.port}/", token="s3cret") is not None
-        assert tk.check_skew(session=s, url=f"http://127.0.0.1:{date_server.port + 1}/", token="s3cret") is None
+    with boundedhttp.Client() as s:
+        assert tk.check_skew(client=s, url=f"http://localhost:{date_server.port}/", token="s3cret") is not None
+        assert tk.check_skew(client=s, url=f"http://127.0.0.1:{date_server.port + 1}/", token="s3cret") is None
     assert all("Authorization" not in h for h in date_server.seen)
 
 
@@ -412,15 +411,15 @@ def test_http_status_ignored_when_date_present(procfs, date_server):
     url = f"http://127.0.0.1:{date_server.port}/"
     tk = real_clock_tk(procfs, 0.0, url)
     date_server.status = 401
-    with requests.Session() as s:
-        assert tk.check_skew(session=s, url=url) is not None
+    with boundedhttp.Client() as s:
+        assert tk.check_skew(client=s, url=url) is not None
         assert tk.synchronized and tk.last_error is None
         date_server.date_mode = "none"
         date_server.status = 502
-        assert tk.check_skew(session=s, url=url) is None
+        assert tk.check_skew(client=s, url=url) is None
         assert tk.last_error == "no Date header in the answer (HTTP 502)"
         date_server.date_mode = "garbage"
-        assert tk.check_skew(session=s, url=url) is None
+        assert tk.check_skew(client=s, url=url) is None
         assert "unparseable Date header 'soon'" in tk.last_error
     # The earlier measurement still stands: failures do not erase a known offset.
     assert tk.source == "server" and time_health(tk.facts())[0] == OK
@@ -428,8 +427,8 @@ def test_http_status_ignored_when_date_present(procfs, date_server):
 
 def test_unreachable_skew_url_is_degraded_never_error(procfs):
     tk = real_clock_tk(procfs, 0.0, "http://127.0.0.1:9/api/v1/import", timeout=2.0)
-    with requests.Session() as s:
-        assert tk.check_skew(session=s, url="http://127.0.0.1:9/", token="s3cret") is None
+    with boundedhttp.Client() as s:
+        assert tk.check_skew(client=s, url="http://127.0.0.1:9/", token="s3cret") is None
     status, msg, details = time_health(tk.facts())
     assert status == DEGRADED and status != ERROR
     assert details["skew_ms"] is None and "s3cret" not in msg and "\n" not in tk.last_error
