@@ -220,7 +220,8 @@ class Config:
         if not self.remote.url:
             return ""
         parts = urlsplit(self.remote.url)
-        return f"{parts.scheme}://{parts.netloc}/"
+        host = parts.netloc.rsplit("@", 1)[-1]  # never carry URL credentials into logs or another request
+        return f"{parts.scheme}://{host}/"
 
 
 # --- loading -----------------------------------------------------------------------------

@@ -282,3 +282,8 @@ def test_token_source_picks_up_a_token_created_later(tmp_path):
     tok.write_text("late-token")
     os.chmod(tok, 0o600)
     assert src.get().token == "late-token"
+
+
+def test_clock_url_defaults_to_the_remote_origin_without_credentials():
+    cfg = config.loads("remote:\n  url: https://user:secret@vm.example.org:8428/api/v1/import\n", environ={})
+    assert cfg.clock_skew_url == "https://vm.example.org:8428/"
