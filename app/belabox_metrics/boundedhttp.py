@@ -87,6 +87,7 @@ class Client:
     def __init__(self, monotonic=time.monotonic):
         self._monotonic = monotonic
         self._conn: http.client.HTTPConnection | None = None
+        self._absolute = False
         self._origin: tuple | None = None
         self._idle_since = 0.0
 
@@ -130,10 +131,14 @@ class Client:
         keep = False
         try:
             if fresh:
-                self._conn = _connection(parts, left())
+                self._conn, self._absolute = _connection(parts, left())
                 self._origin = origin
                 self._conn.connect()
             conn = self._conn
+            if self._absolute:  # plain HTTP through a proxy: the request line names the target
+                target = f"{parts.scheme}://{parts.netloc.rsplit('@', 1)[-1]}{target}"
+                proxy = proxy_for(parts.scheme, parts.hostname, parts.port or 80)
+                hdrs = {**hdrs, **(_proxy_auth(proxy) if proxy else {})}
             conn.sock.settimeout(left())
             timer = threading.Timer(left(), _shutdown, (conn.sock,))
             timer.daemon = True
@@ -188,11 +193,51 @@ class _Stale(Exception):
     pass
 
 
-def _connection(parts: SplitResult, timeout: float) -> http.client.HTTPConnection:
+def proxy_for(scheme: str, host: str, port: int, environ=None) -> SplitResult | None:
+    """The proxy from ``<scheme>_proxy`` (or upper case) unless ``no_proxy`` names the host;
+    tidewatch ignored these (W34), and a box behind a venue's proxy could not upload at all."""
+    env = os.environ if environ is None else environ
+    value = env.get(f"{scheme}_proxy") or env.get(f"{scheme.upper()}_PROXY")
+    if not value:
+        return None
+    for entry in (env.get("no_proxy") or env.get("NO_PROXY") or "").split(","):
+        entry = entry.strip().lower()
+        if not entry:
+            continue
+        if entry == "*":
+            return None
+        name, _, eport = entry.partition(":")
+        if eport and eport != str(port):
+            continue
+        name = name.lstrip(".")
+        if host.lower() == name or host.lower().endswith("." + name):
+            return None
+    proxy = urlsplit(value if "://" in value else "http://" + value)
+    return proxy if proxy.hostname else None
+
+
+def _proxy_auth(proxy: SplitResult) -> dict[str, str]:
+    if proxy.username is None:
+        return {}
+    cred = f"{unquote(proxy.username)}:{unquote(proxy.password or '')}".encode()
+    return {"Proxy-Authorization": "Basic " + base64.b64encode(cred).decode()}
+
+
+def _connection(parts: SplitResult, timeout: float) -> tuple[http.client.HTTPConnection, bool]:
+    """The connection for ``parts``, and whether requests must use the absolute URL (plain HTTP
+    through a proxy). HTTPS through a proxy is a CONNECT tunnel, verified against the target."""
     port = parts.port or (443 if parts.scheme == "https" else 80)
+    proxy = proxy_for(parts.scheme, parts.hostname, port)
     if parts.scheme == "https":
-        return http.client.HTTPSConnection(parts.hostname, port, timeout=timeout, context=tls_context())
-    return http.client.HTTPConnection(parts.hostname, port, timeout=timeout)
+        if proxy is None:
+            return http.client.HTTPSConnection(parts.hostname, port, timeout=timeout, context=tls_context()), False
+        conn = http.client.HTTPSConnection(proxy.hostname, proxy.port or 8080, timeout=timeout,
+                                           context=tls_context())
+        conn.set_tunnel(parts.hostname, port, headers=_proxy_auth(proxy))
+        return conn, False
+    if proxy is None:
+        return http.client.HTTPConnection(parts.hostname, port, timeout=timeout), False
+    return http.client.HTTPConnection(proxy.hostname, proxy.port or 8080, timeout=timeout), True
 
 
 def _read_body(conn: http.client.HTTPConnection, resp: http.client.HTTPResponse, max_body: int,
