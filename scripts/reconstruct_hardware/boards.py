@@ -81,8 +81,10 @@ def orangepi5plus() -> Board:
             Disk("mmcblk0", emmc, 179, 0, 116 * GiB_SECTORS, io_stat(84_113, 402_761, discards=210, flushes=9_113),
                  partitions=[("mmcblk0p1", 1, 1_048_576, io_stat(510, 20)),
                              ("mmcblk0p2", 2, 116 * GiB_SECTORS - 1_064_960, io_stat(83_400, 402_700))]),
-            Disk("mmcblk0boot0", emmc.replace("mmcblk0", "mmcblk0boot0"), 179, 32, 8192, io_stat(12, 0)),
-            Disk("mmcblk0boot1", emmc.replace("mmcblk0", "mmcblk0boot1"), 179, 64, 8192, io_stat(12, 0)),
+            # The kernel nests eMMC hardware partitions under the user area's gendisk
+            # (mmc_blk_alloc_part gives them disk_to_dev(md->disk) as parent).
+            Disk("mmcblk0boot0", emmc + "/mmcblk0boot0", 179, 32, 8192, io_stat(12, 0)),
+            Disk("mmcblk0boot1", emmc + "/mmcblk0boot1", 179, 64, 8192, io_stat(12, 0)),
             Disk("nvme0n1", nvme, 259, 0, 465 * GiB_SECTORS, io_stat(1_220_044, 3_310_927, discards=1200,
                                                                       flushes=88_007, in_flight=1),
                  partitions=[("nvme0n1p1", 1, 465 * GiB_SECTORS - 2048, io_stat(1_220_000, 3_310_900))]),
