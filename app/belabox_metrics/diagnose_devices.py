@@ -14,7 +14,7 @@ from belabox_metrics import config as configmod
 from belabox_metrics import diagnose_facts
 
 # Collectors whose output the report shows; the rest are not worth a one-off run.
-DEVICE_COLLECTORS = ("netdev", "filesystem", "modem", "thermal")
+DEVICE_COLLECTORS = ("netdev", "filesystem", "modem", "thermal", "belabox")
 
 
 def roots(cfg: configmod.Config, args) -> tuple[str, str, str]:
@@ -38,7 +38,7 @@ def device_facts(cfg: configmod.Config, args, samples, running: bool) -> dict[st
         diagnose_facts.add_rates(ifaces, read_if_counters(sysfs, list(before)), rate_s)
     return {"source": source, "modems": diagnose_facts.modems(samples),
             "filesystems": diagnose_facts.filesystems(samples), "interfaces": ifaces,
-            "temperatures": diagnose_facts.temperatures(samples)}
+            "temperatures": diagnose_facts.temperatures(samples), "stream": diagnose_facts.stream(samples)}
 
 
 def read_if_counters(sysfs: str, devices: list[str]) -> dict[str, tuple[float, float]]:

@@ -116,6 +116,34 @@ def temperatures(samples: Iterable[Sample]) -> list[dict[str, Any]]:
     return sorted(out, key=lambda t: t["sensor"])
 
 
+STREAM_PROCESSES = ("belaUI", "belacoder", "srtla_send")
+
+
+def stream(samples: Iterable[Sample]) -> dict[str, Any] | None:
+    """Is the stream up: belaUI/belacoder/srtla_send, restarts, encoder bitrate, bonded links and
+    duplicate addresses, from the belabox collector's series. None on a box without belaUI."""
+    procs: dict[str, dict[str, Any]] = {}
+    out: dict[str, Any] = {"links": [], "duplicates": []}
+    for s in samples:
+        proc = s.label("process")
+        if s.name == "belabox_process_up" and proc:
+            procs.setdefault(proc, {})["up"] = s.value >= 1
+        elif s.name == "belabox_process_restarts_total" and proc:
+            procs.setdefault(proc, {})["restarts"] = int(s.value)
+        elif s.name == "belabox_encoder_bitrate_bps":
+            out["bitrate_bps"] = s.value
+        elif s.name == "belabox_bond_link_info":
+            out["links"].append(f"{s.label('device') or '?'}")
+        elif s.name == "belabox_network_duplicate_address" and s.value >= 1:
+            out["duplicates"].append(s.label("device") or "?")
+    if not procs and "bitrate_bps" not in out:
+        return None
+    out["processes"] = {p: procs.get(p, {"up": False}) for p in STREAM_PROCESSES}
+    out["links"].sort()
+    out["duplicates"].sort()
+    return out
+
+
 def add_rates(ifaces: list[dict[str, Any]], later: Mapping[str, tuple[float, float]], seconds: float) -> None:
     """Fill rx_bps/tx_bps from counters read ``seconds`` after the ones in ``ifaces``."""
     if seconds <= 0:

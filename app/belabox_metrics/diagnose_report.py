@@ -221,6 +221,24 @@ def _devices(out: _Out, dev: Mapping[str, Any]) -> None:
         if n.get("rx_bps") is not None or n.get("tx_bps") is not None:
             text += f", rx {human_bits(n.get('rx_bps'))}, tx {human_bits(n.get('tx_bps'))}"
         out.row("Network" if i == 0 else "", text)
+    st = dev.get("stream")
+    if st:
+        procs = st.get("processes") or {}
+        bits = []
+        for name, p in procs.items():
+            state = "up" if p.get("up") else "DOWN"
+            restarts = p.get("restarts")
+            bits.append(f"{name} {state}" + (f" ({restarts} restarts)" if restarts else ""))
+        out.row("Stream", ", ".join(bits))
+        extra = []
+        if st.get("bitrate_bps") is not None:
+            extra.append(f"bitrate {human_bits(st['bitrate_bps'])}")
+        if st.get("links"):
+            extra.append("bonded over " + " ".join(st["links"]))
+        if st.get("duplicates"):
+            extra.append("DUPLICATE IPv4 on " + " ".join(st["duplicates"]))
+        if extra:
+            out.row("", ", ".join(extra))
     temps = dev.get("temperatures") or []
     if temps:
         out.row("Temps", ", ".join(f"{t['sensor']} {t['celsius']:.0f}C" for t in temps))

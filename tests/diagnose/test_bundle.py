@@ -127,3 +127,41 @@ modem:
     assert "fleet:<redacted>@127.0.0.1:9" in files["config-effective.yaml"]
     assert "soc-thermal" in files["hardware/sysfs/class/thermal/thermal_zone0/type"]
     assert "Service    not running" in files["report.txt"]
+
+
+def test_bundle_from_a_streaming_board_carries_none_of_belauis_secrets(tmp_path):
+    """The Orange Pi tree runs a stream and holds belaUI's config.json with a planted password
+    hash, SSH hash, cloud key, stream id and relay address (issue 8): none may reach the bundle."""
+    board = APP.parent / "hardware" / "rk3588-orangepi5plus"
+    belaui = json.loads((board / "root/opt/belaUI/config.json").read_text())
+    planted = [belaui[k] for k in ("password_hash", "ssh_pass_hash", "remote_key", "srt_streamid", "srtla_addr")]
+    assert all("PLANTED" in s.upper() for s in planted)
+    cfg = tmp_path / "config.yaml"
+    cfg.write_text(f"""device_id: box-2
+storage:
+  path: {tmp_path}/data/metrics.db
+health:
+  listen_addr: 127.0.0.1:9
+host:
+  procfs: {board / "proc"}
+  sysfs: {board / "sys"}
+  rootfs: {board / "root"}
+belabox:
+  belaui_dir: /opt/belaUI
+  kernel_events: false
+modem:
+  mmcli_path: {tmp_path}/no-mmcli
+""")
+    bundle = tmp_path / "diag.tar.gz"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("BELABOX_METRICS_")}
+    env["PYTHONPATH"] = str(APP)
+    p = subprocess.run([sys.executable, "-m", "belabox_metrics", "diagnose", "--config", str(cfg),
+                        "--bundle", str(bundle), "--rate-seconds", "0"],
+                       env=env, capture_output=True, text=True, timeout=120)
+    assert bundle.exists(), p.stderr
+    with tarfile.open(bundle) as tar:
+        texts = {m.name: tar.extractfile(m).read().decode(errors="replace") for m in tar.getmembers() if m.isfile()}
+    assert any("belabox_" in t or "belacoder" in t for t in texts.values()), "the stream was not seen at all"
+    leaks = [(name, s) for name, t in texts.items() for s in planted if s.lower() in t.lower()]
+    leaks += [("stdout/stderr", s) for s in planted if s in p.stdout + p.stderr]
+    assert not leaks, leaks

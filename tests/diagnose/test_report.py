@@ -131,3 +131,25 @@ def test_upload_facts_from_the_uploader_component():
     assert f["http_status"] == 401
     assert f["last_error"] == "the server refused the token: upload stopped"
     assert f["failures"] == {"auth": 3.0} and f["since_success_seconds"] == 61
+
+
+def test_stream_facts_and_row():
+    samples = [sample("belabox_process_up", 1, {"process": "belaUI"}),
+               sample("belabox_process_up", 0, {"process": "belacoder"}),
+               sample("belabox_process_restarts_total", 7, {"process": "belacoder"}),
+               sample("belabox_process_up", 1, {"process": "srtla_send"}),
+               sample("belabox_encoder_bitrate_bps", 6_000_000),
+               sample("belabox_bond_link_info", 1, {"device": "wwan0", "address": "10.1.2.3"}),
+               sample("belabox_bond_link_info", 1, {"device": "usb0", "address": "192.168.8.100"}),
+               sample("belabox_network_duplicate_address", 1, {"device": "usb0"}),
+               sample("belabox_network_duplicate_address", 0, {"device": "wwan0"})]
+    st = diagnose_facts.stream(samples)
+    assert st["processes"]["belacoder"] == {"up": False, "restarts": 7}
+    assert st["links"] == ["usb0", "wwan0"] and st["duplicates"] == ["usb0"]
+    assert diagnose_facts.stream([sample("node_load1", 0.5)]) is None  # no belaUI on this box
+    from belabox_metrics.diagnose_report import _devices, _Out
+    out = _Out(80, False)
+    _devices(out, {"stream": st})
+    text = out.text()
+    assert "belacoder DOWN (7 restarts)" in text and "DUPLICATE IPv4 on usb0" in text
+    assert "bitrate 6.0 Mbit/s" in text
