@@ -76,7 +76,6 @@ class Agent:
         self._reload_requested = False
         self._stall_requested = False
         self._ticks = 0
-        self._last_batch_mono: float | None = None
         self._uncommitted: list[int] = []
         self._next_status = 0.0
 
@@ -179,7 +178,6 @@ class Agent:
             wall_ms, boot_id, boottime_ns, synced = self.timekeeper.stamp()
             self.spool.append(Batch(tuple(samples), wall_ms, boot_id, boottime_ns, synced))
             self._uncommitted.append(wall_ms)
-            self._last_batch_mono = now
         try:
             committed = self.spool.maybe_commit(now)
             if committed:
@@ -245,7 +243,7 @@ class Agent:
         return self.shutdown()
 
     def _sleep_for(self, now: float) -> float:
-        next_due = self.runner.next_due() if hasattr(self.runner, "next_due") else now + MAX_SLEEP
+        next_due = self.runner.next_due()
         longest = MAX_SLEEP
         if self.notifier and self.notifier.watchdog_interval:
             longest = min(longest, self.notifier.watchdog_interval)  # a short WatchdogSec must still be fed
@@ -315,7 +313,7 @@ class Agent:
         self.cfg = new
         if self.runner is not None:
             self.runner.reconfigure(new)
-        if self.timekeeper is not None and hasattr(self.timekeeper, "reconfigure"):
+        if self.timekeeper is not None:
             self.timekeeper.reconfigure(new)
         if new.device_id != old.device_id:
             from belabox_metrics import device_id as device_id_mod
@@ -387,7 +385,7 @@ class Agent:
     def metrics_text(self) -> str:
         """`/metrics`: the agent's own counters plus the latest value of every collected series."""
         from belabox_metrics.exposition import format_samples
-        latest = self.runner.latest() if hasattr(self.runner, "latest") else []
+        latest = self.runner.latest()
         return format_samples(list(self.selfmetrics.samples()) + list(latest))
 
 
