@@ -1,5 +1,5 @@
 import sys
 
-from belabox_metrics.cli import main
+from belabox_metrics.commands.cli import main
 
 sys.exit(main())

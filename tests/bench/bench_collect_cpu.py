@@ -22,9 +22,9 @@ from belabox_metrics import config
 from belabox_metrics.collectors import CollectorContext
 from belabox_metrics.collectors.registry import build_collectors
 from belabox_metrics.collectors.runner import CollectorRunner
-from belabox_metrics.hardware import detect_profile
-from belabox_metrics.health import Registry
-from belabox_metrics.selfmetrics import SelfMetrics
+from belabox_metrics.health.registry import Registry
+from belabox_metrics.health.selfmetrics import SelfMetrics
+from belabox_metrics.platform.board import detect_profile
 from tests.collectors.support import HARDWARE, NodeExporter
 
 OURS = ["cpu", "meminfo", "netdev", "diskstats", "filesystem", "loadavg", "thermal", "hwmon", "pressure"]

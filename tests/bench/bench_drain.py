@@ -24,13 +24,13 @@ HERE = Path(__file__).resolve()
 sys.path[:0] = [str(HERE.parents[2] / "app"), str(HERE.parents[2])]
 
 from belabox_metrics import config  # noqa: E402
-from belabox_metrics.health import Registry  # noqa: E402
+from belabox_metrics.health.registry import Registry  # noqa: E402
+from belabox_metrics.health.selfmetrics import SelfMetrics  # noqa: E402
+from belabox_metrics.platform.token_file import TokenSource  # noqa: E402
 from belabox_metrics.samples import Batch  # noqa: E402
-from belabox_metrics.selfmetrics import SelfMetrics  # noqa: E402
-from belabox_metrics.store import Spool  # noqa: E402
-from belabox_metrics.token import TokenSource  # noqa: E402
-from belabox_metrics.upload import Uploader  # noqa: E402
-from belabox_metrics.wire import Encoder, gzip_bytes, whole  # noqa: E402
+from belabox_metrics.spool.store import Spool  # noqa: E402
+from belabox_metrics.upload.uploader import Uploader  # noqa: E402
+from belabox_metrics.upload.wire import Encoder, gzip_bytes, whole  # noqa: E402
 from tests.support.spoolgen import BatchGen  # noqa: E402
 from tests.support.vm import VictoriaMetrics  # noqa: E402
 

@@ -20,7 +20,7 @@ HERE = Path(__file__).resolve()
 sys.path[:0] = [str(HERE.parents[2] / "app"), str(HERE.parents[2])]
 
 from belabox_metrics import config  # noqa: E402
-from belabox_metrics.store import Spool  # noqa: E402
+from belabox_metrics.spool.store import Spool  # noqa: E402
 from tests.support.agent import AgentProcess  # noqa: E402
 from tests.support.spoolgen import BatchGen  # noqa: E402
 from tests.support.vm import VictoriaMetrics  # noqa: E402

@@ -31,7 +31,7 @@ for p in (str(REPO / "app"), str(REPO)):
         sys.path.insert(0, p)
 
 from belabox_metrics.config import StorageConfig  # noqa: E402
-from belabox_metrics.store import Spool  # noqa: E402
+from belabox_metrics.spool.store import Spool  # noqa: E402
 from tests.support.spoolgen import BatchGen  # noqa: E402
 
 DAY_S = 86_400
@@ -99,7 +99,7 @@ class SharedLockSpool(OurSpool):
     name = "spool, shared -shm index"
 
     def __init__(self, path: str, commit_interval: float):
-        from belabox_metrics import store
+        from belabox_metrics.spool import store
 
         real = store.configure
 

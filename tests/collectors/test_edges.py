@@ -16,8 +16,8 @@ from belabox_metrics.collectors.pressure import PressureCollector
 from belabox_metrics.collectors.registry import build_collectors
 from belabox_metrics.collectors.runner import CollectorRunner
 from belabox_metrics.collectors.thermal import ThermalCollector
-from belabox_metrics.health import Registry
-from belabox_metrics.selfmetrics import SelfMetrics
+from belabox_metrics.health.registry import Registry
+from belabox_metrics.health.selfmetrics import SelfMetrics
 from tests.collectors.support import HARDWARE
 
 EDGE = HARDWARE / "edge"

@@ -19,11 +19,11 @@ from pathlib import Path
 import pytest
 
 from belabox_metrics import config as configmod
-from belabox_metrics.classify import classify
 from belabox_metrics.collectors import CollectorContext
-from belabox_metrics.devices import DeviceRegistry
-from belabox_metrics.selfmetrics import SelfMetrics
-from belabox_metrics.sysfsscan import SysfsScanner
+from belabox_metrics.devices.classify import classify
+from belabox_metrics.devices.registry import DeviceRegistry
+from belabox_metrics.devices.sysfsscan import SysfsScanner
+from belabox_metrics.health.selfmetrics import SelfMetrics
 from tests.devices.umockdev_tree import materialize
 
 HERE = Path(__file__).resolve().parent

@@ -9,11 +9,11 @@ from __future__ import annotations
 import shutil
 import time
 
-from belabox_metrics.classify import classify
-from belabox_metrics.devices import DeviceRegistry
-from belabox_metrics.discovery import Discovery
-from belabox_metrics.health import Registry as HealthRegistry
-from belabox_metrics.sysfsscan import SysfsScanner, parse_uevent
+from belabox_metrics.devices.classify import classify
+from belabox_metrics.devices.discovery import Discovery
+from belabox_metrics.devices.registry import DeviceRegistry
+from belabox_metrics.devices.sysfsscan import SysfsScanner, parse_uevent
+from belabox_metrics.health.registry import Registry as HealthRegistry
 from tests.devices.conftest import GENERIC, HERE
 from tests.devices.umockdev_tree import materialize
 

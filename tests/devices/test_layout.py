@@ -7,21 +7,21 @@ import re
 from tests.devices.conftest import REPO
 
 APP = REPO / "app" / "belabox_metrics"
-MINE = ["discovery.py", "devices.py", "classify.py", "sysfsscan.py", "devices_cmd.py",
-        "collectors/modem.py", "collectors/modem_parse.py"]
+MINE = ["devices/discovery.py", "devices/model.py", "devices/registry.py", "devices/classify.py",
+        "devices/sysfsscan.py", "commands/devices.py", "collectors/modem/collector.py", "collectors/modem/parse.py"]
 
 
 def test_only_discovery_imports_pyudev():
     users = sorted(str(p.relative_to(APP)) for p in APP.rglob("*.py")
                    if re.search(r"^\s*(import pyudev|from pyudev)|import_module\(.pyudev", p.read_text(), re.M)
                    or "\n    import pyudev" in p.read_text())
-    assert users == ["discovery.py"]
+    assert users == ["devices/discovery.py"]
 
 
 def test_only_the_modem_collector_runs_mmcli():
     runners = sorted(str(p.relative_to(APP)) for p in APP.rglob("*.py")
                      if "subprocess" in p.read_text() and "mmcli" in p.read_text())
-    assert runners == ["collectors/modem.py"]
+    assert runners == ["collectors/modem/collector.py"]
 
 
 def test_no_host_paths_and_small_modules():

@@ -11,8 +11,8 @@ import time
 
 import pytest
 
-from belabox_metrics.collectors.modem import ModemCollector
-from belabox_metrics.health import Registry as HealthRegistry
+from belabox_metrics.collectors.modem.collector import ModemCollector
+from belabox_metrics.health.registry import Registry as HealthRegistry
 from tests.devices.conftest import make_ctx
 
 

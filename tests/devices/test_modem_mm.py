@@ -12,9 +12,9 @@ import logging
 import dbus
 import pytest
 
-from belabox_metrics.collectors.modem import ModemCollector
-from belabox_metrics.devices import modem_key
-from belabox_metrics.health import Registry as HealthRegistry
+from belabox_metrics.collectors.modem.collector import ModemCollector
+from belabox_metrics.devices.model import modem_key
+from belabox_metrics.health.registry import Registry as HealthRegistry
 from tests.devices.conftest import make_ctx
 
 QUECTEL_USB = "/devices/platform/fc800000.usb/usb1/1-1"
@@ -149,7 +149,7 @@ def test_modem_vanishing_between_list_and_query(mm, sysfs, generic_registry, cap
     mm.vanish_after_next_list("1")
     health = HealthRegistry()
     collector = ModemCollector(make_ctx(sysfs, generic_registry), health=health)
-    with caplog.at_level(logging.DEBUG, logger="belabox_metrics.collectors.modem"):
+    with caplog.at_level(logging.DEBUG, logger="belabox_metrics.collectors.modem.collector"):
         samples = collector.collect()
     assert "modem 1 vanished between -L and -m" in caplog.text  # listed, then gone
     keys = set(by_modem(samples, "belabox_modem_info"))

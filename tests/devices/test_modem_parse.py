@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from belabox_metrics.collectors.modem_parse import (
+from belabox_metrics.collectors.modem.parse import (
     MmcliFormatError,
     ModemStatus,
     parse_modem,

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import threading
 
-from belabox_metrics.classify import base_identity, classify
-from belabox_metrics.devices import DeviceInfo, DeviceRegistry, Node, modem_key
+from belabox_metrics.devices.classify import base_identity, classify
+from belabox_metrics.devices.model import DeviceInfo, Node, modem_key
+from belabox_metrics.devices.registry import DeviceRegistry
 
 HCD = "/devices/platform/fc800000.usb/usb1"
 

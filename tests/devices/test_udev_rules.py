@@ -16,9 +16,9 @@ from pathlib import Path
 
 import pytest
 
-from belabox_metrics import classify as classify_mod
-from belabox_metrics.classify import classify
-from belabox_metrics.sysfsscan import SysfsScanner, parse_uevent
+from belabox_metrics.devices import classify as classify_mod
+from belabox_metrics.devices.classify import classify
+from belabox_metrics.devices.sysfsscan import SysfsScanner, parse_uevent
 from tests.devices.conftest import GENERIC, REPO
 from tests.devices.umockdev_tree import materialize
 

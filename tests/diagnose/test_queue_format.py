@@ -6,10 +6,10 @@ import json
 
 import pytest
 
-from belabox_metrics.queue_cmd import parse_when, progress_line
-from belabox_metrics.queue_export import jsonl_lines, prometheus_lines
+from belabox_metrics.commands.queue import parse_when, progress_line
+from belabox_metrics.health.scrape import parse_exposition
 from belabox_metrics.samples import sample
-from belabox_metrics.scrape import parse_exposition
+from belabox_metrics.spool.export import jsonl_lines, prometheus_lines
 
 
 def _samples():

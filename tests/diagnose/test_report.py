@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import re
 
-from belabox_metrics import diagnose, diagnose_facts
-from belabox_metrics.diagnose_report import render
+from belabox_metrics.commands import diagnose as diagnose_command
+from belabox_metrics.diagnose import facts as diagnose_facts
+from belabox_metrics.diagnose import gather as diagnose
+from belabox_metrics.diagnose.render import render
 from belabox_metrics.samples import sample
 
 ANSI = re.compile(r"\x1b\[[0-9;]*m")
@@ -81,9 +83,9 @@ def test_colour_rules():
     class Tty:
         def isatty(self):
             return True
-    assert diagnose.use_colour(Tty(), {"TERM": "xterm"})
-    assert not diagnose.use_colour(Tty(), {"TERM": "xterm", "NO_COLOR": "1"})
-    assert not diagnose.use_colour(object(), {"TERM": "xterm"})
+    assert diagnose_command.use_colour(Tty(), {"TERM": "xterm"})
+    assert not diagnose_command.use_colour(Tty(), {"TERM": "xterm", "NO_COLOR": "1"})
+    assert not diagnose_command.use_colour(object(), {"TERM": "xterm"})
 
 
 def test_facts_from_samples():
@@ -147,7 +149,7 @@ def test_stream_facts_and_row():
     assert st["processes"]["belacoder"] == {"up": False, "restarts": 7}
     assert st["links"] == ["usb0", "wwan0"] and st["duplicates"] == ["usb0"]
     assert diagnose_facts.stream([sample("node_load1", 0.5)]) is None  # no belaUI on this box
-    from belabox_metrics.diagnose_report import _devices, _Out
+    from belabox_metrics.diagnose.render import _devices, _Out
     out = _Out(80, False)
     _devices(out, {"stream": st})
     text = out.text()

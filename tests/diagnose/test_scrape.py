@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 
-from belabox_metrics.scrape import parse_exposition
+from belabox_metrics.health.scrape import parse_exposition
 
 
 def test_parse_exposition():

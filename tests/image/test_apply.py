@@ -45,7 +45,7 @@ def test_apply_to_a_rootfs_folder(fresh_root):
     assert meta(root / "usr/libexec/belabox-metrics/firstboot") == (0, 0, 0o755)
     for unit in ("metrics-collector.service", "metrics-collector-firstboot.service"):
         assert os.readlink(root / WANTS / unit).endswith(f"/systemd/system/{unit}")
-    assert (root / "usr/lib/python3/dist-packages/belabox_metrics/cli.py").is_file()
+    assert (root / "usr/lib/python3/dist-packages/belabox_metrics/commands/cli.py").is_file()
     # The token is first boot's job: an image must not carry one shared by every device.
     assert not (root / "etc/belabox-metrics/api-token").exists()
     assert "done:" in res.stderr

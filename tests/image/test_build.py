@@ -46,7 +46,7 @@ def test_deb_contents(layer):
     members = deb_members(layer.deb)
     must = [
         "usr/bin/metrics-collector",
-        "usr/lib/python3/dist-packages/belabox_metrics/cli.py",
+        "usr/lib/python3/dist-packages/belabox_metrics/commands/cli.py",
         "usr/lib/python3/dist-packages/belabox_metrics/config.schema.json",
         "usr/lib/systemd/system/metrics-collector.service",
         "usr/lib/systemd/system/metrics-collector-firstboot.service",

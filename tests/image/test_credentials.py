@@ -5,7 +5,8 @@ from __future__ import annotations
 import os
 import re
 
-from belabox_metrics import config, token
+from belabox_metrics import config
+from belabox_metrics.platform import token_file as token
 from tests.image.conftest import REPO
 
 UNIT = REPO / "overlays/common/usr/lib/systemd/system/metrics-collector.service"

@@ -11,7 +11,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from belabox_metrics import boundedhttp
+from belabox_metrics.platform import boundedhttp
 
 
 class Server:

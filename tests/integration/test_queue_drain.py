@@ -13,7 +13,7 @@ import requests
 
 from belabox_metrics import config
 from belabox_metrics.samples import Batch, sample
-from belabox_metrics.store import Spool
+from belabox_metrics.spool.store import Spool
 from tests.support.cli import cli_env, run_cli
 from tests.support.vm import VictoriaMetrics
 
@@ -99,7 +99,7 @@ def test_writers_refuse_while_the_agent_holds_the_lock(tmp_path):
     spool.close()
     conf = _config(tmp_path, "http://127.0.0.1:9/api/v1/import")
     holder = subprocess.Popen(
-        [sys.executable, "-c", "import sys, time\nfrom belabox_metrics.lock import InstanceLock\n"
+        [sys.executable, "-c", "import sys, time\nfrom belabox_metrics.platform.lock import InstanceLock\n"
          "l = InstanceLock(sys.argv[1]); l.acquire(); print('locked', flush=True); time.sleep(60)", db + ".lock"],
         env=cli_env(), stdout=subprocess.PIPE, text=True)
     try:

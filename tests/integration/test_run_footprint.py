@@ -13,13 +13,13 @@ from tests.support.importserver import ImportServer
 # Runs the real CLI, then reports every module the process ever imported (sys.modules only
 # grows), after the shutdown's last upload too.
 REPORTER = ("import json, sys\n"
-            "from belabox_metrics import cli\n"
+            "from belabox_metrics.commands import cli\n"
             "rc = cli.main(sys.argv[2:])\n"
             "open(sys.argv[1], 'w').write(json.dumps(sorted(sys.modules)))\n"
             "sys.exit(rc)\n")
 # Imported by nothing `run` needs: the CLI tools' HTTP client, the validator, the other commands.
 HEAVY = ("requests", "urllib3", "charset_normalizer", "idna", "jsonschema", "urllib.request",
-         "belabox_metrics.diagnose", "belabox_metrics.queue_cmd", "belabox_metrics.devices_cmd")
+         "belabox_metrics.diagnose.gather", "belabox_metrics.commands.queue", "belabox_metrics.commands.devices")
 
 
 def test_run_never_imports_the_heavy_helpers_and_reloads_through_a_child(tmp_path):
@@ -57,5 +57,5 @@ def test_run_never_imports_the_heavy_helpers_and_reloads_through_a_child(tmp_pat
                            what="an upload with the reloaded config's label")
             assert agent.stop() == 0, agent.log()[-3000:]
     modules = set(json.loads(report.read_text()))
-    assert "belabox_metrics.config_child" in modules and "belabox_metrics.upload" in modules
+    assert "belabox_metrics.config.child" in modules and "belabox_metrics.upload.uploader" in modules
     assert sorted(m for m in modules if m.split(".")[0] in HEAVY or m in HEAVY) == []

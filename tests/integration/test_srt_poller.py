@@ -11,12 +11,14 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from belabox_metrics import boundedhttp, health, srtstats
 from belabox_metrics import config as configmod
 from belabox_metrics.collectors import CollectorContext
-from belabox_metrics.collectors.belabox import BelaboxCollector
+from belabox_metrics.collectors.belabox import srtstats
+from belabox_metrics.collectors.belabox.collector import BelaboxCollector
+from belabox_metrics.collectors.belabox.srt import SrtCollector
 from belabox_metrics.collectors.runner import CollectorRunner
-from belabox_metrics.collectors.srt import SrtCollector
+from belabox_metrics.health import registry as health
+from belabox_metrics.platform import boundedhttp
 from tests.support.proctree import STREAM_TREE
 
 STREAM_ID = "publish/live/PLANTED_streamkey_srt"

@@ -23,7 +23,7 @@ import pytest
 
 from belabox_metrics import config
 from belabox_metrics.samples import Batch, sample
-from belabox_metrics.store import Spool
+from belabox_metrics.spool.store import Spool
 from tests.support.cli import APP, REPO, cli_env
 from tests.support.vm import vm  # noqa: F401 - the fixture
 

@@ -10,7 +10,7 @@ from collections import Counter
 
 import pytest
 
-from belabox_metrics import health
+from belabox_metrics.health import registry as health
 from belabox_metrics.samples import Batch, sample
 from tests.support.importserver import ImportServer, Reply, samples_of
 from tests.support.uploading import DEVICE, Env, FakeClock, fill, make_config, write_token
@@ -273,7 +273,7 @@ def test_backlog_is_paced_by_the_byte_budget_and_stops_at_the_interval(server, e
 def test_a_box_booted_in_1970_gets_its_times_from_the_servers_date(server, envs, tmp_path):
     """The real Timekeeper: batches of this boot wait (parked) until a server Date gives the
     offset, then go with corrected times; an untrusted batch of an earlier boot stays parked."""
-    from belabox_metrics.timekeeping import Timekeeper
+    from belabox_metrics.platform.clock import Timekeeper
 
     procfs = tmp_path / "proc"
     (procfs / "sys/kernel/random").mkdir(parents=True)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 
-from belabox_metrics import health
+from belabox_metrics.health import registry as health
 from belabox_metrics.samples import Batch, sample
 from tests.support.importserver import ImportServer
 from tests.support.uploading import DEVICE, Env, fill, make_config

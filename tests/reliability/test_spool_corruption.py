@@ -10,9 +10,9 @@ import sqlite3
 import pytest
 
 from belabox_metrics.config import StorageConfig
-from belabox_metrics.selfmetrics import SelfMetrics
-from belabox_metrics.store import Spool
-from belabox_metrics.store_schema import SCHEMA_VERSION
+from belabox_metrics.health.selfmetrics import SelfMetrics
+from belabox_metrics.spool.schema import SCHEMA_VERSION
+from belabox_metrics.spool.store import Spool
 from tests.support.spoolgen import BatchGen
 
 CFG = StorageConfig()

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from belabox_metrics.config import StorageConfig
-from belabox_metrics.store import Spool
+from belabox_metrics.spool.store import Spool
 
 APP = Path(__file__).resolve().parents[2] / "app"
 
@@ -26,7 +26,7 @@ CHILD = r"""
 import sys
 from belabox_metrics.config import StorageConfig
 from belabox_metrics.samples import Batch, sample
-from belabox_metrics.store import Spool
+from belabox_metrics.spool.store import Spool
 
 path, first = sys.argv[1], int(sys.argv[2])
 sp = Spool.open(path, StorageConfig(commit_interval=3600.0))

@@ -8,7 +8,7 @@ import psutil
 import pytest
 
 from belabox_metrics.config import StorageConfig
-from belabox_metrics.store import Spool
+from belabox_metrics.spool.store import Spool
 from tests.support.spoolgen import BatchGen
 
 SAMPLES = 1_000_000

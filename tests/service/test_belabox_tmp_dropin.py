@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from belabox_metrics.collectors import belaui_files
+from belabox_metrics.collectors.belabox import belaui_files
 
 REPO = Path(__file__).resolve().parents[2]
 UNIT_DIR = "usr/lib/systemd/system"

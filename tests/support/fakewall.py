@@ -45,7 +45,8 @@ def fake_time_ns() -> int:
 time.time = fake_time
 time.time_ns = fake_time_ns
 
-from belabox_metrics import cli, timekeeping  # noqa: E402
+from belabox_metrics.commands import cli  # noqa: E402
+from belabox_metrics.platform import clock as timekeeping  # noqa: E402
 
 
 def _unsynced() -> bool:

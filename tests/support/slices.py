@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from belabox_metrics.samples import Sample
-from belabox_metrics.store import Slice
+from belabox_metrics.spool.store import Slice
 
 
 def make_slice(batch_id: int, wall_ms: int, samples: list[Sample], start: int = 0,

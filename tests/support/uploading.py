@@ -7,12 +7,12 @@ import time
 from pathlib import Path
 
 from belabox_metrics import config
-from belabox_metrics.health import Registry
+from belabox_metrics.health.registry import Registry
+from belabox_metrics.health.selfmetrics import SelfMetrics
+from belabox_metrics.platform.token_file import TokenSource
 from belabox_metrics.samples import Batch, sample
-from belabox_metrics.selfmetrics import SelfMetrics
-from belabox_metrics.store import Spool
-from belabox_metrics.token import TokenSource
-from belabox_metrics.upload import Uploader
+from belabox_metrics.spool.store import Spool
+from belabox_metrics.upload.uploader import Uploader
 
 DEVICE = "test-device-1"
 

@@ -10,8 +10,9 @@ import pytest
 
 from belabox_metrics import config as configmod
 from belabox_metrics.collectors import CollectorContext
-from belabox_metrics.collectors.belabox import BelaboxCollector, bond_links, duplicate_ipv4
-from belabox_metrics.devices import DeviceInfo, DeviceRegistry, Node
+from belabox_metrics.collectors.belabox.collector import BelaboxCollector, bond_links, duplicate_ipv4
+from belabox_metrics.devices.model import DeviceInfo, Node
+from belabox_metrics.devices.registry import DeviceRegistry
 from tests.support.proctree import STREAM_TREE, copy_stream_tree
 
 

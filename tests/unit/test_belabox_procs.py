@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from belabox_metrics.collectors import belabox_procs as procs
+from belabox_metrics.collectors.belabox import procs
 from tests.support.proctree import stat_line, write_process
 
 

@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from belabox_metrics.collectors import belaui_files as files
+from belabox_metrics.collectors.belabox import belaui_files as files
 from tests.support.proctree import PLANTED_SECRETS, STREAM_TREE
 
 

@@ -7,7 +7,8 @@ import stat
 
 import pytest
 
-from belabox_metrics import cli, config
+from belabox_metrics import config
+from belabox_metrics.commands import cli
 from tests.support.cli import run_cli
 
 # Copied verbatim from the deployment guide, section "Main Configuration File".
@@ -254,7 +255,7 @@ def test_unreadable_file_as_unprivileged_user(tmp_path):
 
 
 def test_token_file_checks(tmp_path):
-    from belabox_metrics import token
+    from belabox_metrics.platform import token_file as token
     tok = tmp_path / "api-token"
     tok.write_text("s3cret-token\n")
     os.chmod(tok, 0o600)
@@ -274,7 +275,7 @@ def test_token_file_checks(tmp_path):
 
 
 def test_token_source_picks_up_a_token_created_later(tmp_path):
-    from belabox_metrics import token
+    from belabox_metrics.platform import token_file as token
     tok = tmp_path / "api-token"
     cfg = config.loads(f"remote:\n  auth_token_file: {tok}\n", environ={})
     src = token.TokenSource(cfg, environ={})

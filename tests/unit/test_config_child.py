@@ -8,7 +8,8 @@ import sys
 
 import pytest
 
-from belabox_metrics import config, config_child
+from belabox_metrics import config
+from belabox_metrics.config import child as config_child
 from tests.support.cli import cli_env
 from tests.unit.test_config import GUIDE_CONFIG
 
@@ -73,7 +74,7 @@ def test_without_a_child_validation_happens_here_and_says_so(tmp_path, monkeypat
 def test_the_caller_never_imports_jsonschema(tmp_path):
     path = tmp_path / "config.yaml"
     path.write_text(GUIDE_CONFIG)
-    code = ("import sys\nfrom belabox_metrics import config_child\n"
+    code = ("import sys\nfrom belabox_metrics.config import child as config_child\n"
             f"cfg = config_child.load({str(path)!r})\n"
             "print(cfg.device_id, 'jsonschema' in sys.modules)\n")
     res = subprocess.run([sys.executable, "-c", code], env=cli_env(), capture_output=True, text=True, timeout=60)

@@ -1,4 +1,4 @@
-from belabox_metrics.exposition import format_samples, format_value
+from belabox_metrics.health.exposition import format_samples, format_value
 from belabox_metrics.samples import Sample, sample
 
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from belabox_metrics.hardware import GENERIC, choose, detect_profile, load_profiles, parse_compatible
+from belabox_metrics.platform.board import GENERIC, choose, detect_profile, load_profiles, parse_compatible
 
 HARDWARE = Path(__file__).resolve().parents[2] / "hardware"
 BOARDS = ("rk3588-orangepi5plus", "rk3588-rock5b", "jetson-nano", "generic")

@@ -6,8 +6,8 @@ import json
 
 import pytest
 
-from belabox_metrics import health
-from belabox_metrics.health import (
+from belabox_metrics.health import registry as health
+from belabox_metrics.health.registry import (
     DEGRADED,
     ERROR,
     OK,

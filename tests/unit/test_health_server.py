@@ -11,7 +11,8 @@ import time
 
 import pytest
 
-from belabox_metrics.health import DEGRADED, ERROR, OK, HealthServer, HealthServerError, Registry
+from belabox_metrics.health.registry import DEGRADED, ERROR, OK, Registry
+from belabox_metrics.health.server import HealthServer, HealthServerError
 
 
 @pytest.fixture

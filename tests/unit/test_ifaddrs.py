@@ -8,7 +8,8 @@ import struct
 
 import pytest
 
-from belabox_metrics import ifaddrs, recorded
+from belabox_metrics.collectors.belabox import ifaddrs
+from belabox_metrics.platform import recorded
 
 
 def _rtattr(atype: int, payload: bytes) -> bytes:

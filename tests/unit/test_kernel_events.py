@@ -7,12 +7,13 @@ from types import SimpleNamespace
 import pytest
 
 from belabox_metrics import config as configmod
-from belabox_metrics import health
 from belabox_metrics.collectors import CollectorContext
-from belabox_metrics.collectors.belabox import BelaboxCollector
+from belabox_metrics.collectors.belabox.collector import BelaboxCollector
 from belabox_metrics.collectors.kernel_events import KernelEventsCollector, recent_kernel_events
 from belabox_metrics.collectors.runner import CollectorRunner
-from belabox_metrics.devices import DeviceInfo, DeviceRegistry, Node
+from belabox_metrics.devices.model import DeviceInfo, Node
+from belabox_metrics.devices.registry import DeviceRegistry
+from belabox_metrics.health import registry as health
 from tests.support.fakejournal import FakeJournal, alive, wait_for
 from tests.support.proctree import BOARD_TREES, STREAM_TREE
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from belabox_metrics import kmsg
+from belabox_metrics.platform import kmsg
 
 # (message as the journal's MESSAGE field holds it, kind, device, usb port)
 RECORDED = [

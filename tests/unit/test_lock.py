@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from belabox_metrics.lock import AlreadyRunning, InstanceLock, is_held, lock_path_for, read_pid
+from belabox_metrics.platform.lock import AlreadyRunning, InstanceLock, is_held, lock_path_for, read_pid
 
 
 def test_lock_holds_pid_and_refuses_a_second_holder(tmp_path):
@@ -17,7 +17,7 @@ def test_lock_holds_pid_and_refuses_a_second_holder(tmp_path):
     with InstanceLock(path):
         assert read_pid(path) == os.getpid()
         assert is_held(path)
-        code = ("import sys; from belabox_metrics.lock import InstanceLock, AlreadyRunning\n"
+        code = ("import sys; from belabox_metrics.platform.lock import InstanceLock, AlreadyRunning\n"
                 f"try:\n InstanceLock({path!r}).acquire()\nexcept AlreadyRunning as e:\n print(e.pid); sys.exit(75)\n")
         res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                              env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)})

@@ -8,8 +8,8 @@ import uuid
 
 import pytest
 
-from belabox_metrics.notify import Notifier
-from belabox_metrics.selfmetrics import SelfMetrics
+from belabox_metrics.health.selfmetrics import SelfMetrics
+from belabox_metrics.platform.notify import Notifier
 
 
 class Receiver:

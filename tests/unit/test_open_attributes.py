@@ -7,7 +7,7 @@ import shutil
 
 import pytest
 
-from belabox_metrics.collectors.files import OpenAttributes
+from belabox_metrics.platform.files import OpenAttributes
 
 
 def test_values_are_reread_and_replaced_devices_are_reopened(tmp_path):

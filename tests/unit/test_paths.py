@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from belabox_metrics import config
-from belabox_metrics.paths import (
+from belabox_metrics.spool.location import (
     DataPathError,
     mount_of,
     parse_mountinfo,

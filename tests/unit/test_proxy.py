@@ -7,7 +7,7 @@ import threading
 
 import pytest
 
-from belabox_metrics.boundedhttp import Client, FetchError, proxy_for
+from belabox_metrics.platform.boundedhttp import Client, FetchError, proxy_for
 
 
 @pytest.mark.parametrize("env,host,port,want", [

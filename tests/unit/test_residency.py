@@ -10,7 +10,7 @@ from tests.support.cli import cli_env
 
 CHECK = """
 import ctypes, sqlite3, threading
-from belabox_metrics import residency
+from belabox_metrics.agent import residency
 residency.limit()
 db = sqlite3.connect(":memory:")
 print(db.execute("PRAGMA soft_heap_limit").fetchone()[0])

@@ -8,7 +8,7 @@ from email.utils import format_datetime
 import pytest
 
 from belabox_metrics import config
-from belabox_metrics.retry import RetryPolicy, parse_retry_after
+from belabox_metrics.upload.retry import RetryPolicy, parse_retry_after
 
 NOW = 1_700_000_000.0
 

@@ -10,11 +10,11 @@ import pytest
 
 from belabox_metrics import config
 from belabox_metrics.collectors import Collector, CollectorContext
-from belabox_metrics.collectors.files import read_bytes
 from belabox_metrics.collectors.runner import CollectorRunner
-from belabox_metrics.health import Registry
+from belabox_metrics.health.registry import Registry
+from belabox_metrics.health.selfmetrics import SelfMetrics
+from belabox_metrics.platform.files import read_bytes
 from belabox_metrics.samples import sample
-from belabox_metrics.selfmetrics import SelfMetrics
 
 CFG = config.loads("collection_interval: 10s\ncollectors:\n  default_timeout: 300ms\n")
 

@@ -14,10 +14,10 @@ from pathlib import Path
 import pytest
 
 from belabox_metrics.config import StorageConfig
+from belabox_metrics.health.selfmetrics import SelfMetrics
 from belabox_metrics.samples import Batch, Sample, sample
-from belabox_metrics.selfmetrics import SelfMetrics
-from belabox_metrics.store import Spool, StoreError
-from belabox_metrics.store_schema import APPLICATION_ID, SCHEMA_VERSION
+from belabox_metrics.spool.schema import APPLICATION_ID, SCHEMA_VERSION
+from belabox_metrics.spool.store import Spool, StoreError
 from tests.support.spoolgen import BatchGen
 
 CFG = StorageConfig(commit_interval=10.0)
@@ -404,7 +404,7 @@ def test_size_cap_keeps_file_and_wal_under_the_cap_and_counts_exactly(db):
 
 def test_hard_stop_at_max_page_count_drops_oldest_and_retries(db, monkeypatch):
     """Blind the free-page estimate so inserts run into SQLITE_FULL from max_page_count."""
-    from belabox_metrics import store_rows
+    from belabox_metrics.spool import rows as store_rows
     monkeypatch.setattr(store_rows.RowWriter, "free_pages", lambda self: 10**9)
     cfg = StorageConfig(max_size_mb=1)
     sp = open_spool(db, cfg)
@@ -487,7 +487,7 @@ def test_maintain_checkpoints_on_interval_and_size(db):
 
 
 def test_a_second_opener_is_refused_with_one_line(db, monkeypatch):
-    from belabox_metrics import store_schema
+    from belabox_metrics.spool import schema as store_schema
     monkeypatch.setattr(store_schema, "BUSY_TIMEOUT_S", 0.05)
     sp = open_spool(db)
     with pytest.raises(StoreError, match="in use by another process"):
@@ -603,7 +603,7 @@ def test_unusable_paths_are_one_line_errors(tmp_path):
 
 
 def test_read_only_view_sees_the_spool_and_changes_nothing(db, monkeypatch):
-    from belabox_metrics import store_schema
+    from belabox_metrics.spool import schema as store_schema
     sp = open_spool(db)
     for i in range(3):
         sp.append(small_batch(i))
@@ -620,7 +620,7 @@ def test_read_only_view_sees_the_spool_and_changes_nothing(db, monkeypatch):
     # SQLite leaves an empty -wal (and a -shm) behind a read-only WAL reader; the data is untouched.
     assert Path(db).read_bytes() == before and os.path.getsize(db + "-wal") == 0
     monkeypatch.setattr(store_schema, "BUSY_TIMEOUT_S", 0.05)
-    from belabox_metrics import store
+    from belabox_metrics.spool import store
     monkeypatch.setattr(store, "BUSY_TIMEOUT_S", 0.05)
     sp = open_spool(db)
     with pytest.raises(StoreError, match="locked"):

@@ -10,10 +10,12 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from belabox_metrics import boundedhttp, config, timekeeping
-from belabox_metrics.health import DEGRADED, ERROR, OK, time_health
-from belabox_metrics.selfmetrics import SelfMetrics
-from belabox_metrics.timekeeping import NS, Timekeeper, parse_http_date
+from belabox_metrics import config
+from belabox_metrics.health.registry import DEGRADED, ERROR, OK, time_health
+from belabox_metrics.health.selfmetrics import SelfMetrics
+from belabox_metrics.platform import boundedhttp
+from belabox_metrics.platform import clock as timekeeping
+from belabox_metrics.platform.clock import NS, Timekeeper, parse_http_date
 
 BOOT_ID = "3924a9d2-0da2-448c-8512-f9008b80b402"
 TRUE_AT_BOOT = 1_795_800_000.0  # the real time when the simulated board booted

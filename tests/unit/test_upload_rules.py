@@ -6,9 +6,9 @@ from __future__ import annotations
 
 import pytest
 
-from belabox_metrics.transport import AUTH, FATAL, GAVE_UP, REJECTED, classify_status, redact_url
-from belabox_metrics.transport import OK as SENT
-from belabox_metrics.upload import ByteBudget
+from belabox_metrics.upload.transport import AUTH, FATAL, GAVE_UP, REJECTED, classify_status, redact_url
+from belabox_metrics.upload.transport import OK as SENT
+from belabox_metrics.upload.uploader import ByteBudget
 
 
 class Clock:

@@ -9,7 +9,7 @@ import math
 import pytest
 
 from belabox_metrics.samples import FUTURE_SLACK_MS, sample
-from belabox_metrics.wire import Encoder, Part, Validator, count, halve, split_requests, sub_slice, whole
+from belabox_metrics.upload.wire import Encoder, Part, Validator, count, halve, split_requests, sub_slice, whole
 from tests.support.slices import make_slice
 
 NOW_MS = 1_700_000_000_000

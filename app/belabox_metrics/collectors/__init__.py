@@ -3,6 +3,9 @@
 A collector reads only below the roots it is given (``procfs``, ``sysfs``, ``rootfs``),
 so every one of them runs against the trees under ``hardware/`` in tests. A value that
 cannot be read is omitted, never reported as 0.
+
+May import: devices (what exists), health (runner reports), config, platform, samples.
+Never spool, upload, agent or commands.
 """
 
 from __future__ import annotations
@@ -12,14 +15,14 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from belabox_metrics.config import Config
+    from belabox_metrics.health.selfmetrics import SelfMetrics
     from belabox_metrics.samples import Sample
-    from belabox_metrics.selfmetrics import SelfMetrics
 
 
 @dataclass(frozen=True)
 class CollectorContext:
     """What a collector may look at. ``registry`` is discovery's DeviceRegistry when
-    discovery runs (None otherwise: collectors then enumerate sysfs themselves)."""
+    discovery runs; without it, ``Collector.device_registry()`` scans sysfs with the same rules."""
 
     config: Config
     procfs: str = "/proc"  # default only; always passed in from config.host
@@ -37,6 +40,17 @@ class Collector:
 
     def __init__(self, ctx: CollectorContext):
         self.ctx = ctx
+        self._scanned: Any = None
+
+    def device_registry(self) -> Any:
+        """The disks, interfaces and modems to report: discovery's registry, or without one
+        (a collector built alone) a sysfs scan classified by devices/ exactly as in `run`."""
+        if self.ctx.registry is not None:
+            return self.ctx.registry
+        if self._scanned is None:
+            from belabox_metrics.devices.registry import ScannedRegistry
+            self._scanned = ScannedRegistry(self.ctx.sysfs)
+        return self._scanned
 
     @classmethod
     def configured(cls, config: Config) -> bool:

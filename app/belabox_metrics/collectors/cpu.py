@@ -8,7 +8,7 @@ exports to user space (node_exporter's procfs hard-codes the same).
 from __future__ import annotations
 
 from belabox_metrics.collectors import Collector
-from belabox_metrics.collectors.files import OpenAttributes
+from belabox_metrics.platform.files import OpenAttributes
 from belabox_metrics.samples import Sample
 
 USER_HZ = 100.0

@@ -15,7 +15,7 @@ import os
 import re
 
 from belabox_metrics.collectors import Collector
-from belabox_metrics.collectors.files import OpenAttributes, list_dir
+from belabox_metrics.platform.files import OpenAttributes, list_dir
 from belabox_metrics.samples import Sample
 
 FREQ_FILES = (

@@ -15,7 +15,7 @@ import os
 import re
 
 from belabox_metrics.collectors import Collector
-from belabox_metrics.collectors.files import OpenAttributes, list_dir
+from belabox_metrics.platform.files import OpenAttributes
 from belabox_metrics.samples import Sample
 
 SECTOR_BYTES = 512
@@ -68,9 +68,8 @@ class DiskstatsCollector(Collector):
         self._files = OpenAttributes(64)
 
     def devices(self) -> list[str]:
-        """Disks discovery reports when it runs (design §8), else the whole disks in <sysfs>/block."""
-        registry = self.ctx.registry
-        names = [d.name for d in registry.disks()] if registry is not None else list_dir(self._block)
+        """The disks discovery reports (design §8), filtered by ``disk.allowed_devices``."""
+        names = [d.name for d in self.device_registry().disks()]
         return sorted(n for n in names if wanted(n, self._allowed))
 
     def collect(self) -> list[Sample]:

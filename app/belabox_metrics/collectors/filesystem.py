@@ -16,7 +16,7 @@ import re
 import time
 
 from belabox_metrics.collectors import Collector
-from belabox_metrics.collectors.files import OpenAttributes
+from belabox_metrics.platform.files import OpenAttributes
 from belabox_metrics.samples import Sample
 
 # node_exporter 1.5's defaults (collector/filesystem_linux.go).

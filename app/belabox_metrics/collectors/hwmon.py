@@ -20,7 +20,7 @@ import os
 import re
 
 from belabox_metrics.collectors import Collector
-from belabox_metrics.collectors.files import OpenAttributes, list_dir, read_optional
+from belabox_metrics.platform.files import OpenAttributes, list_dir, read_optional
 from belabox_metrics.samples import Sample
 
 SENSOR_TYPES = frozenset(("vrm", "beep_enable", "update_interval", "in", "cpu", "fan", "pwm", "temp",

@@ -17,8 +17,8 @@ import json
 import threading
 from collections.abc import Sequence
 
-from belabox_metrics import journal, kmsg, recorded
 from belabox_metrics.collectors import Collector, CollectorContext
+from belabox_metrics.platform import journal, kmsg, recorded
 from belabox_metrics.samples import Sample, sample
 
 # (kind, device, modem) series kept before further devices fold into device="other";
@@ -85,9 +85,7 @@ class KernelEventsCollector(Collector):
             return self._port_modem.get(port, "")
 
     def _learn_ports(self) -> None:
-        registry = self.ctx.registry
-        if registry is None or not hasattr(registry, "modems"):
-            return
+        registry = self.device_registry()
         learned = {}
         for m in registry.modems():
             path = _usb_path(getattr(m, "usb_path", None))

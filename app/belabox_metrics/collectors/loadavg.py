@@ -9,7 +9,7 @@ from __future__ import annotations
 import time
 
 from belabox_metrics.collectors import Collector
-from belabox_metrics.collectors.files import OpenAttributes
+from belabox_metrics.platform.files import OpenAttributes
 from belabox_metrics.samples import Sample
 
 _STAT_METRICS = {

@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 
 from belabox_metrics.collectors import Collector
-from belabox_metrics.collectors.files import OpenAttributes, list_dir
+from belabox_metrics.platform.files import OpenAttributes, list_dir
 from belabox_metrics.samples import Sample
 
 # mm_stat columns (zram.rst) -> metric; the later columns appeared in newer kernels.

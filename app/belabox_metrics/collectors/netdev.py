@@ -14,7 +14,7 @@ import errno
 import os
 
 from belabox_metrics.collectors import Collector
-from belabox_metrics.collectors.files import OpenAttributes, list_dir, read_optional
+from belabox_metrics.platform.files import OpenAttributes
 from belabox_metrics.samples import Sample
 
 # node_exporter name -> statistics files summed into it (dev_seq_printf_stats).
@@ -65,22 +65,6 @@ def parse_uevent(text: str) -> dict[str, str]:
     return out
 
 
-def is_physical(net_dir: str) -> bool:
-    """True for an interface backed by hardware: it has a ``device`` link, is not a
-    bridge and does not sit below a USB gadget controller (the board's device-side port)."""
-    if not os.path.lexists(os.path.join(net_dir, "device")):
-        return False
-    if os.path.isdir(os.path.join(net_dir, "bridge")):
-        return False
-    devtype = parse_uevent(read_optional(os.path.join(net_dir, "uevent")) or "").get("DEVTYPE")
-    if devtype in ("bridge", "gadget"):
-        return False
-    # Gadget netdevs live under the UDC, e.g. .../a800000.dwc3/gadget/net/usb0 or
-    # .../gadget.0/net/usb0 (belabox-image.md §2.6).
-    real = os.path.realpath(net_dir)
-    return not any(part == "gadget" or part.startswith("gadget.") for part in real.split(os.sep))
-
-
 def _read_counter(files: OpenAttributes, base: str, name: str) -> int:
     try:
         return int(files.read(base, name))
@@ -99,28 +83,13 @@ class NetdevCollector(Collector):
     def __init__(self, ctx):
         super().__init__(ctx)
         self._class_net = os.path.join(ctx.sysfs, "class", "net")
-        self._physical: dict[str, bool] = {}
         self._files = OpenAttributes(MAX_OPEN_FILES)
         self._seen: set[str] = set()
         self.problems: list[str] = []
 
     def interfaces(self) -> list[str]:
-        """Physical interfaces, sorted. Discovery's list when it runs, else sysfs's."""
-        registry = self.ctx.registry
-        if registry is not None and hasattr(registry, "interfaces"):
-            return sorted(i.name for i in registry.interfaces())
-        out = []
-        for name in list_dir(self._class_net):
-            physical = self._physical.get(name)
-            if physical is None:
-                physical = is_physical(os.path.join(self._class_net, name))
-                self._physical[name] = physical
-            if physical:
-                out.append(name)
-        # Forget vanished interfaces: a replugged modem may come back as something else.
-        if len(self._physical) > len(out) + 64:
-            self._physical = {n: p for n, p in self._physical.items() if n in out}
-        return out
+        """Physical interfaces (devices/ decides what is physical), sorted."""
+        return sorted(i.name for i in self.device_registry().interfaces())
 
     def collect(self) -> list[Sample]:
         self.problems = []

@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 
 from belabox_metrics.collectors import Collector
-from belabox_metrics.collectors.files import OpenAttributes
+from belabox_metrics.platform.files import OpenAttributes
 from belabox_metrics.samples import Sample
 
 # (resource, line kind) -> node_exporter name. node_exporter 1.5 ignores "full" for cpu

@@ -6,6 +6,7 @@ imported only when enabled, so a box without ModemManager never imports the mode
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 import logging
 
@@ -25,11 +26,11 @@ COLLECTORS: tuple[tuple[str, str, str], ...] = (
     ("thermal", "belabox_metrics.collectors.thermal", "ThermalCollector"),
     ("hwmon", "belabox_metrics.collectors.hwmon", "HwmonCollector"),
     ("loadavg", "belabox_metrics.collectors.loadavg", "LoadavgCollector"),
-    ("modem", "belabox_metrics.collectors.modem", "ModemCollector"),
+    ("modem", "belabox_metrics.collectors.modem.collector", "ModemCollector"),
     ("selfstats", "belabox_metrics.collectors.selfstats", "SelfstatsCollector"),
-    ("belabox", "belabox_metrics.collectors.belabox", "BelaboxCollector"),
+    ("belabox", "belabox_metrics.collectors.belabox.collector", "BelaboxCollector"),
     ("kernel_events", "belabox_metrics.collectors.kernel_events", "KernelEventsCollector"),
-    ("srt", "belabox_metrics.collectors.srt", "SrtCollector"),
+    ("srt", "belabox_metrics.collectors.belabox.srt", "SrtCollector"),
 )
 SYSTEM_COLLECTOR_NAMES = tuple(name for name, _, _ in COLLECTORS)
 
@@ -56,6 +57,11 @@ def build_collectors(ctx: CollectorContext, only: list[str] | None = None) -> li
     """Every enabled collector (``collectors.<name>.enabled``) that has something to do here
     (``configured(config)``: the SRT poller needs a URL), or exactly ``only`` when given (then
     both are ignored: asking for one by name means wanting it)."""
+    if ctx.registry is None:
+        # Without discovery (collect --once, diagnose, tests) devices come from a sysfs scan
+        # classified by the same rules as in `run`: one classifier for every path.
+        from belabox_metrics.devices.registry import ScannedRegistry
+        ctx = dataclasses.replace(ctx, registry=ScannedRegistry(ctx.sysfs))
     names = list(only) if only else [n for n in SYSTEM_COLLECTOR_NAMES if ctx.config.collectors.get(n).enabled]
     out = []
     for name in names:

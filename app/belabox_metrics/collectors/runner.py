@@ -19,9 +19,9 @@ from collections.abc import Iterable, Sequence
 
 from belabox_metrics.collectors import Collector
 from belabox_metrics.config import Config
-from belabox_metrics.health import DEGRADED, ERROR, OK, Registry
+from belabox_metrics.health.registry import DEGRADED, ERROR, OK, Registry
+from belabox_metrics.health.selfmetrics import SelfMetrics
 from belabox_metrics.samples import Sample
-from belabox_metrics.selfmetrics import SelfMetrics
 
 log = logging.getLogger(__name__)
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 
 from belabox_metrics.collectors import Collector
-from belabox_metrics.collectors.files import OpenAttributes
+from belabox_metrics.platform.files import OpenAttributes
 from belabox_metrics.samples import Sample
 
 USER_HZ = 100.0

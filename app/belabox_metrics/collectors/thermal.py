@@ -14,7 +14,7 @@ from __future__ import annotations
 import os
 
 from belabox_metrics.collectors import Collector
-from belabox_metrics.collectors.files import OpenAttributes, list_dir
+from belabox_metrics.platform.files import OpenAttributes, list_dir
 from belabox_metrics.samples import Sample
 
 MAX_OPEN_FILES = 128

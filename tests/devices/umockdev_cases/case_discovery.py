@@ -8,10 +8,10 @@ import pytest
 
 from belabox_metrics import config as configmod
 from belabox_metrics.collectors import CollectorContext
-from belabox_metrics.collectors.modem import ModemCollector
-from belabox_metrics.devices import DeviceRegistry
-from belabox_metrics.discovery import Discovery
-from belabox_metrics.health import Registry as HealthRegistry
+from belabox_metrics.collectors.modem.collector import ModemCollector
+from belabox_metrics.devices.discovery import Discovery
+from belabox_metrics.devices.registry import DeviceRegistry
+from belabox_metrics.health.registry import Registry as HealthRegistry
 
 from .conftest import plug, unplug
 

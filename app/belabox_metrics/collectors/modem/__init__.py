@@ -1,0 +1,6 @@
+"""Cellular modems: radio data from ModemManager (the only code that talks to it) joined
+to the modems udev discovery found.
+
+Owns: collector (mmcli calls), parse (pure mmcli -J parsers).
+May import: collectors, devices (records), platform, samples.
+"""

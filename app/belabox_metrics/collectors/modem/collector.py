@@ -1,0 +1,348 @@
+"""Cellular modems: radio data from ModemManager (``mmcli -J``), the only module that talks to it.
+
+Every modem discovery knows appears, ModemManager or not: a HiLink stick is only a
+cdc_ether NIC, so it gets ``belabox_modem_info`` from its USB identity and the byte
+counters of its interface. ModemManager adds state, signal, registration and SIM.
+Each mmcli call runs under ``modem.mmcli_timeout`` in its own process group and is
+killed when over time; after one timeout no further call is made in that cycle.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import signal
+import subprocess
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any
+
+from belabox_metrics.collectors import Collector, CollectorContext
+from belabox_metrics.collectors.modem.parse import (
+    MODEM_STATES,
+    REGISTRATION_STATES,
+    MmcliFormatError,
+    ModemStatus,
+    SignalReport,
+    SimStatus,
+    parse_modem,
+    parse_modem_list,
+    parse_signal,
+    parse_sim,
+    sim_locked,
+)
+from belabox_metrics.devices.model import Modem, modem_key
+from belabox_metrics.samples import Sample, sample
+
+log = logging.getLogger(__name__)
+
+DROPPED = "metrics_collector_dropped_series_total"
+ERRORS = "metrics_collector_collector_errors_total"
+SIGNAL_METRICS = {"rssi": "belabox_modem_rssi_dbm", "rsrp": "belabox_modem_rsrp_dbm",
+                  "rsrq": "belabox_modem_rsrq_db", "snr": "belabox_modem_snr_db"}
+
+
+_STDERR_NOISE = re.compile(r"\(mmcli:\d+\)|\d\d:\d\d:\d\d\.\d+")
+
+
+class MmcliError(Exception):
+    """One failed mmcli call; ``kind`` is missing, not_running, gone, timeout or failed."""
+
+    def __init__(self, kind: str, message: str):
+        super().__init__(message)
+        self.kind = kind
+
+
+@dataclass
+class _Entry:
+    """One modem of this cycle: what discovery and ModemManager each know about it."""
+
+    key: str
+    udev: Modem | None = None
+    mm: ModemStatus | None = None
+    signal: SignalReport | None = None
+    sim: SimStatus | None = None
+    interfaces: list[str] = field(default_factory=list)
+
+
+def _devpath(sysfs_path: str | None) -> str | None:
+    if not sysfs_path:
+        return None
+    i = sysfs_path.find("/devices/")
+    return sysfs_path[i:] if i >= 0 else None
+
+
+def _safe_ifname(name: str) -> bool:
+    return bool(name) and "/" not in name and not name.startswith(".")
+
+
+class ModemCollector(Collector):
+    name = "modem"
+
+    def __init__(self, ctx: CollectorContext, health: Any = None):
+        super().__init__(ctx)
+        self.cfg = ctx.config.modem
+        self.health = health
+        self.status = ("ok", "no modem")
+        self.recent_stderr: deque[str] = deque(maxlen=20)  # mmcli warnings, for diagnostics
+        self._signal_setup_done: set[str] = set()  # MM paths set up during their current appearance
+        self._timed_out = False
+        self._warned: set[str] = set()
+
+    @property
+    def problems(self) -> list[str]:
+        """What the runner shows as a degraded ``collector.modem`` (ModemManager down, mmcli
+        slow or malformed); without this the runner's "ok" would hide it after every cycle."""
+        return [self.status[1]] if self.status[0] != "ok" else []
+
+    # --- mmcli ----------------------------------------------------------------------------
+
+    def _mmcli(self, *args: str) -> str:
+        if self._timed_out:
+            raise MmcliError("timeout", "skipped after an earlier mmcli timeout in this cycle")
+        cmd = [self.cfg.mmcli_path, *args]
+        shown = "mmcli " + " ".join(args)
+        # C locale: the error texts below are matched in English.
+        env = dict(os.environ, LC_ALL="C", LANG="C")
+        try:
+            proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                    stderr=subprocess.PIPE, env=env, start_new_session=True)
+        except FileNotFoundError:
+            raise MmcliError("missing", f"mmcli not found (modem.mmcli_path: {self.cfg.mmcli_path!r})") from None
+        except OSError as e:
+            raise MmcliError("missing", f"cannot run {self.cfg.mmcli_path!r}: {e.strerror}") from None
+        try:
+            out, err = proc.communicate(timeout=self.cfg.mmcli_timeout)
+        except subprocess.TimeoutExpired:
+            # The whole group: a wrapper script's children would otherwise hold the pipes open.
+            try:
+                os.killpg(proc.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            proc.communicate()
+            self._timed_out = True
+            raise MmcliError("timeout", f"{shown} timed out after {self.cfg.mmcli_timeout:g}s "
+                                        "and was killed") from None
+        text_err = err.decode("utf-8", "replace").strip()
+        if proc.returncode != 0:
+            first = (text_err or out.decode("utf-8", "replace").strip() or "no output").splitlines()[0]
+            if "couldn't find the ModemManager process" in text_err or "couldn't get bus" in text_err:
+                raise MmcliError("not_running", f"ModemManager is not running ({shown}: {first})")
+            if "couldn't find modem" in text_err or "couldn't find SIM" in text_err:
+                raise MmcliError("gone", f"{shown}: {first}")
+            raise MmcliError("failed", f"{shown} failed with exit code {proc.returncode}: {first}")
+        if text_err:
+            self._note_stderr(shown, text_err.splitlines()[0])
+        return out.decode("utf-8", "replace")
+
+    def _note_stderr(self, shown: str, line: str) -> None:
+        self.recent_stderr.append(f"{shown}: {line}")
+        # The same GLib warning comes with every call: log each distinct one once.
+        key = _STDERR_NOISE.sub("", line)
+        if key not in self._warned and len(self._warned) < 64:
+            self._warned.add(key)
+            log.warning("%s: %s", shown, line)
+
+    def _query(self, problems: list[str]) -> list[tuple[ModemStatus, SignalReport | None, SimStatus | None]]:
+        """Everything ModemManager says about its modems; problems go to ``problems``."""
+        try:
+            paths = parse_modem_list(self._mmcli("-L", "-J"))
+        except MmcliFormatError as e:
+            problems.append(f"mmcli -L -J returned malformed output: {e}")
+            self._count_error()
+            return []
+        except MmcliError as e:
+            problems.append(e.args[0])
+            if e.kind not in ("not_running", "missing"):
+                self._count_error()
+            self._signal_setup_done.clear()
+            return []
+        self._signal_setup_done &= set(paths)  # a modem that left and came back is set up again
+        out = []
+        for path in paths:
+            index = path.rsplit("/", 1)[-1]
+            try:
+                status = parse_modem(self._mmcli("-m", index, "-J"))
+            except MmcliError as e:
+                if e.kind == "gone":
+                    log.debug("modem %s vanished between -L and -m: %s", index, e)
+                    continue
+                problems.append(e.args[0])
+                self._count_error()
+                continue
+            except MmcliFormatError as e:
+                problems.append(f"mmcli -m {index} -J returned malformed output: {e}")
+                self._count_error()
+                continue
+            out.append((status, self._signal(status, problems), self._sim(status, problems)))
+        return out
+
+    def _signal(self, status: ModemStatus, problems: list[str]) -> SignalReport | None:
+        try:
+            report = parse_signal(self._mmcli("-m", status.index, "--signal-get", "-J"))
+        except (MmcliError, MmcliFormatError) as e:
+            if not isinstance(e, MmcliError) or e.kind not in ("gone", "failed"):
+                problems.append(f"signal of modem {status.index}: {e}")
+            return None
+        rate = self.cfg.signal_setup_rate
+        if rate > 0 and report.rate == 0 and status.path not in self._signal_setup_done:
+            # Bounded: once per modem appearance, whether or not it works.
+            self._signal_setup_done.add(status.path)
+            try:
+                self._mmcli("-m", status.index, f"--signal-setup={rate}")
+                log.info("modem %s: extended signal polling enabled every %ss", status.index, rate)
+            except MmcliError as e:
+                log.warning("modem %s: signal setup failed: %s", status.index, e)
+        return report
+
+    def _sim(self, status: ModemStatus, problems: list[str]) -> SimStatus | None:
+        if status.sim_path is None:
+            return None
+        try:
+            return parse_sim(self._mmcli("-i", status.sim_path.rsplit("/", 1)[-1], "-J"))
+        except (MmcliError, MmcliFormatError) as e:
+            if not isinstance(e, MmcliError) or e.kind != "gone":
+                problems.append(f"SIM of modem {status.index}: {e}")
+            return None
+
+    # --- matching and samples ----------------------------------------------------------------
+
+    def _entries(self, mm: list[tuple[ModemStatus, SignalReport | None, SimStatus | None]]) -> list[_Entry]:
+        registry = self.device_registry()
+        udev = list(registry.modems())
+        by_path = {m.usb_path: m for m in udev}
+        by_if = {i: m for m in udev for i in m.interfaces}
+        entries: dict[str, _Entry] = {}
+        matched: set[str] = set()
+        for status, sig, sim in mm:
+            reg = by_path.get(_devpath(status.device) or "") or next(
+                (by_if[n] for n in status.net_ports if n in by_if), None)
+            if status.equipment_id:
+                key = modem_key(f"imei:{status.equipment_id}")  # the key discovery derives too
+                if reg is not None and registry is not None:
+                    registry.learn_equipment_id(reg.usb_path, status.equipment_id)
+            elif reg is not None:
+                key = reg.key
+            else:
+                key = modem_key(f"device:{status.device or status.path}")
+            if reg is not None:
+                matched.add(reg.usb_path)
+            ifaces = list(dict.fromkeys([*status.net_ports, *(reg.interfaces if reg else ())]))
+            entries[key] = _Entry(key, reg, status, sig, sim, ifaces)
+        for reg in udev:
+            if reg.usb_path not in matched and reg.key not in entries:
+                entries[reg.key] = _Entry(reg.key, reg, interfaces=list(reg.interfaces))
+        return [entries[k] for k in sorted(entries)]
+
+    def _samples(self, e: _Entry) -> list[Sample]:
+        m, u = e.mm, e.udev
+        base = {"modem": e.key}
+        info = dict(base)
+        info.update({
+            "manufacturer": (m.manufacturer if m else None) or (u.manufacturer if u else None),
+            "model": (m.model if m else None) or (u.model if u else None),
+            "firmware": m.revision if m else None,
+            "interface": e.interfaces[0] if e.interfaces else None,
+            "operator": m.operator_name if m else None,
+            "access_tech": ",".join(m.access_techs) if m and m.access_techs else None,
+        })
+        if self.cfg.expose_identifiers and m and m.equipment_id:
+            info["imei"] = m.equipment_id
+        out = [sample("belabox_modem_info", 1, info)]
+        if m is not None:
+            if m.state in MODEM_STATES:
+                out.append(sample("belabox_modem_state", MODEM_STATES[m.state], base))
+            if m.signal_quality is not None:
+                out.append(sample("belabox_modem_signal_quality_percent", m.signal_quality, base))
+            if m.registration in REGISTRATION_STATES:
+                out.append(sample("belabox_modem_registration_state", REGISTRATION_STATES[m.registration],
+                                  {**base, "state": m.registration}))
+            out.extend(self._sim_samples(e, base))
+        if e.signal is not None:
+            for tech, values in sorted(e.signal.values.items()):
+                for key, value in sorted(values.items()):
+                    out.append(sample(SIGNAL_METRICS[key], value, {**base, "access_tech": tech}))
+        for ifname in e.interfaces:
+            out.extend(self._bytes(ifname, base))
+        return out
+
+    def _sim_samples(self, e: _Entry, base: dict[str, str]) -> list[Sample]:
+        m = e.mm
+        assert m is not None
+        out = []
+        present: float | None = None
+        if m.sim_path is None and m.state not in (None, "unknown", "initializing"):
+            present = 0
+        elif e.sim is not None:
+            present = 1
+        if present is not None:
+            labels = dict(base)
+            if present and self.cfg.expose_identifiers and e.sim and e.sim.iccid:
+                labels["iccid"] = e.sim.iccid
+            out.append(sample("belabox_modem_sim_present", present, labels))
+        locked = sim_locked(m)
+        if locked is not None and present != 0:
+            out.append(sample("belabox_modem_sim_locked", 1 if locked else 0, base))
+        return out
+
+    def _bytes(self, ifname: str, base: dict[str, str]) -> list[Sample]:
+        if not _safe_ifname(ifname):
+            return []
+        out = []
+        stats = os.path.join(self.ctx.sysfs, "class", "net", ifname, "statistics")
+        for direction, metric in (("rx", "belabox_modem_receive_bytes_total"),
+                                  ("tx", "belabox_modem_transmit_bytes_total")):
+            try:
+                with open(os.path.join(stats, f"{direction}_bytes"), encoding="ascii") as fh:
+                    value = int(fh.read().strip())
+            except (OSError, ValueError):
+                continue  # interface gone or counter unreadable: omitted, never 0
+            out.append(sample(metric, value, {**base, "interface": ifname}))
+        return out
+
+    # --- the cycle ----------------------------------------------------------------------------
+
+    def collect(self) -> list[Sample]:
+        self._timed_out = False
+        problems: list[str] = []
+        mm = self._query(problems)
+        entries = self._entries(mm)
+        kept: list[Sample] = []
+        dropped = {"max_modems": 0, "max_series": 0}
+        budget = self.ctx.config.limits.max_series
+        for i, entry in enumerate(entries):
+            series = self._samples(entry)
+            if i >= self.cfg.max_modems:
+                dropped["max_modems"] += len(series)
+                continue
+            room = max(0, budget - len(kept))
+            kept.extend(series[:room])
+            dropped["max_series"] += len(series) - min(room, len(series))
+        for reason, n in dropped.items():
+            if n and self.ctx.selfmetrics is not None:
+                self.ctx.selfmetrics.inc(DROPPED, n, {"reason": reason})
+        if dropped["max_modems"]:
+            problems.append(f"modem.max_modems ({self.cfg.max_modems}) exceeded: "
+                            f"{len(entries) - self.cfg.max_modems} modem(s) not reported")
+        if dropped["max_series"]:
+            problems.append(f"limits.max_series ({budget}) reached: {dropped['max_series']} modem series dropped")
+        self._set_status(problems, len(entries), len(mm))
+        return kept
+
+    def _count_error(self) -> None:
+        if self.ctx.selfmetrics is not None:
+            self.ctx.selfmetrics.inc(ERRORS, 1, {"collector": self.name})
+
+    def _set_status(self, problems: list[str], total: int, via_mm: int) -> None:
+        if problems:
+            message = "; ".join(dict.fromkeys(problems))
+            if via_mm == 0 and any("ModemManager is not running" in p or "mmcli not found" in p
+                                   for p in problems):
+                message += "; modem radio metrics unavailable"
+            self.status = ("degraded", message)
+        else:
+            self.status = ("ok", f"{total} modem(s), {via_mm} via ModemManager")
+        if self.health is not None:
+            self.health.update(f"collector.{self.name}", self.status[0], self.status[1],
+                               modems=total, modemmanager_modems=via_mm)

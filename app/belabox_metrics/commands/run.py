@@ -1,0 +1,52 @@
+"""``metrics-collector run``: the agent in the foreground (what the systemd unit starts)."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+
+from belabox_metrics import config as configmod
+from belabox_metrics import exitcodes
+from belabox_metrics.agent import residency
+from belabox_metrics.agent.loop import Agent, Roots
+from belabox_metrics.commands.common import add_roots, config_file
+from belabox_metrics.config import child as config_child
+from belabox_metrics.platform import logsetup, notify
+from belabox_metrics.platform.device_id import DeviceIdError
+from belabox_metrics.platform.lock import AlreadyRunning
+
+log = logging.getLogger("belabox_metrics.agent")
+
+
+def setup(p: argparse.ArgumentParser) -> None:
+    add_roots(p)
+
+
+def main(args: argparse.Namespace) -> int:
+    try:
+        # Validated in a child: jsonschema never becomes resident in the long-running agent.
+        cfg = config_child.load(config_file(args))
+    except configmod.ConfigError as e:
+        for line in e.problems:
+            print(line, file=sys.stderr)
+        return exitcodes.CONFIG
+    logsetup.setup(cfg.logging.level, cfg.logging.format)
+    residency.limit()
+    config_path = None if cfg.source.startswith("<") else cfg.source
+    agent = Agent(cfg, Roots.from_config(cfg, args), config_path=config_path, notifier=notify.Notifier())
+    try:
+        agent.start()
+    except AlreadyRunning as e:
+        log.error("%s", e)
+        return exitcodes.RUNNING
+    except (configmod.ConfigError, DeviceIdError) as e:  # device_id: auto with no serial nor machine-id
+        for line in e.problems:
+            print(line, file=sys.stderr)
+        agent.close()
+        return exitcodes.CONFIG
+    except OSError as e:
+        log.error("cannot start: %s", e)
+        agent.close()
+        return exitcodes.FAILURE
+    return agent.run()

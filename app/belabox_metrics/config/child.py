@@ -1,0 +1,87 @@
+"""Config validation for `run` in a short-lived child process.
+
+jsonschema, with what it imports, would stay resident in the agent for its whole life
+(4 MB or more of a 40 MB budget) although validation happens only at start and on SIGHUP.
+So the agent asks a child interpreter to validate exactly as ``check-config`` does
+(``config.validated``) and gets back the validated mapping as JSON; turning that into a
+Config (``config.build``) needs no jsonschema. The child reads the file itself and is
+given the ``BELABOX_METRICS_*`` overrides explicitly, so it judges what the agent would.
+
+If the child cannot do its job (no memory for another process, no interpreter at
+``sys.executable``, a crash), validation falls back to this process: correct, only bigger.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import subprocess
+import sys
+from collections.abc import Mapping
+
+from belabox_metrics import config as configmod
+
+log = logging.getLogger(__name__)
+
+# An ARM board under the unit's CPUQuota needs several seconds to start an interpreter and
+# import jsonschema. A SIGHUP reload blocks the loop meanwhile: this, plus the in-process
+# fallback after it, must stay well inside WatchdogSec (60 s).
+CHILD_TIMEOUT_S = 20.0
+# The package's parent folder goes first on the child's path, so the child runs this very
+# code even when the agent was started from a source tree or a different working directory.
+_CODE = ("import sys; sys.path.insert(0, {root!r}); "
+         "from belabox_metrics.config.child import main; sys.exit(main())")
+
+
+def load(path: str | None, environ: Mapping[str, str] | None = None) -> configmod.Config:
+    """The Config of the file at ``path`` (None: built-in defaults) plus the environment's
+    overrides, validated in a child process. Raises ConfigError, one line per problem."""
+    env = os.environ if environ is None else environ
+    request = {"path": path, "environ": {k: v for k, v in env.items() if k.startswith(configmod.ENV_PREFIX)}}
+    source = configmod.BUILTIN_SOURCE if path is None else path
+    answer = _ask_child(request)
+    if answer is None:
+        log.warning("config: validating in this process instead (jsonschema stays in memory until restart)")
+        return configmod.build(configmod.validated(path, request["environ"]), source)
+    if answer.get("problems"):
+        raise configmod.ConfigError([str(p) for p in answer["problems"]])
+    return configmod.build(answer["data"], source)
+
+
+def _ask_child(request: dict) -> dict | None:
+    """The child's answer, or None (logged) when there is none to be had."""
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    if not sys.executable:
+        log.warning("config: no interpreter to validate in a child process")
+        return None
+    try:
+        proc = subprocess.run([sys.executable, "-c", _CODE.format(root=root)], input=json.dumps(request),
+                              capture_output=True, text=True, timeout=CHILD_TIMEOUT_S)
+    except subprocess.TimeoutExpired:
+        log.warning("config: the validating child gave no answer within %.0fs", CHILD_TIMEOUT_S)
+        return None
+    except OSError as e:
+        log.warning("config: cannot start the validating child: %s", e.strerror or e)
+        return None
+    try:
+        answer = json.loads(proc.stdout)
+        if not isinstance(answer, dict) or not isinstance(answer.get("data", answer.get("problems")), (dict, list)):
+            raise ValueError("no data and no problems")
+    except ValueError:
+        last = (proc.stderr.strip().splitlines() or ["no output"])[-1]
+        log.warning("config: the validating child failed (exit %s): %s", proc.returncode, last[:200])
+        return None
+    return answer
+
+
+def main() -> int:
+    """The child: one request on stdin, one JSON answer on stdout."""
+    request = json.load(sys.stdin)
+    try:
+        data = configmod.validated(request.get("path"), request.get("environ") or {})
+    except configmod.ConfigError as e:
+        json.dump({"problems": e.problems}, sys.stdout)
+        return 0
+    json.dump({"data": data}, sys.stdout)
+    return 0

@@ -1,0 +1,471 @@
+"""The durable spool: collection batches in SQLite (WAL), one compressed row per batch.
+
+Threads: the agent appends, commits and maintains; the uploader takes, acks and drops; the
+HTTP thread reads stats. One connection serves them all under ``_db``; stats never wait on it.
+Loss window: batches are buffered in memory for up to ``storage.commit_interval`` and then
+committed without fsync (synchronous=NORMAL), so a power cut loses at most that interval plus
+the kernel's writeback delay (about 30 s); a crash of the process alone loses only the buffer.
+The agent holds the file exclusively while it runs (see store_schema.configure).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sqlite3
+import threading
+import time
+from collections.abc import Collection, Iterator, Sequence
+from dataclasses import dataclass
+from urllib.parse import quote
+
+from belabox_metrics.config import StorageConfig
+from belabox_metrics.health.selfmetrics import SelfMetrics
+from belabox_metrics.samples import Batch
+from belabox_metrics.spool.reader import RowReader, Slice
+from belabox_metrics.spool.rows import Change, RowWriter
+from belabox_metrics.spool.schema import (
+    BUSY_TIMEOUT_S,
+    Budget,
+    DamagedError,
+    StoreError,
+    check,
+    configure,
+    connect,
+    is_damage,
+    is_locked,
+    migrate,
+)
+from belabox_metrics.spool.totals import Totals
+
+log = logging.getLogger(__name__)
+
+DROPPED_METRIC = "metrics_collector_dropped_samples_total"
+COMMIT_EARLY_SAMPLES = 50_000  # a long commit_interval must not turn the buffer into the spool
+MAX_BUFFER_SAMPLES = 200_000  # while the disk refuses writes; beyond this the oldest go, counted
+
+__all__ = ["OpenReport", "Slice", "Spool", "SpoolStats", "StoreError"]
+
+
+@dataclass(frozen=True)
+class SpoolStats:
+    pending_batches: int  # committed, not parked, not fully acknowledged
+    pending_samples: int
+    pending_bytes: int
+    oldest_wall_ms: int | None
+    newest_wall_ms: int | None
+    db_size_bytes: int
+    wal_size_bytes: int
+    dropped: dict[str, int]  # reason -> samples, since the spool was created
+    parked_batches: int
+    parked_samples: int
+    path: str
+    buffered_batches: int = 0  # appended, not yet committed
+    buffered_samples: int = 0
+
+
+@dataclass(frozen=True)
+class OpenReport:
+    quarantined: str | None
+    salvaged_batches: int
+    salvaged_samples: int
+    message: str
+
+
+class Spool:
+    def __init__(self, conn: sqlite3.Connection, path: str, cfg: StorageConfig, budget: Budget,
+                 selfmetrics: SelfMetrics | None, clock) -> None:
+        self._conn = conn
+        self.path = path
+        self.cfg = cfg
+        self._budget = budget
+        self._sm = selfmetrics
+        self._clock = clock
+        self._db = threading.RLock()
+        self._commit_lock = threading.Lock()
+        self._buf_lock = threading.Lock()
+        self._buf: list[Batch] = []
+        self._buf_samples = 0
+        self._totals = Totals()
+        self._writer = RowWriter(conn, budget)
+        self._reader = RowReader(conn, self._writer.boot_name)
+        self._last_commit = self._last_checkpoint = clock()
+        self._closed = False
+        self._readonly = False
+        self.open_report = OpenReport(None, 0, 0, "")
+
+    # --- opening ------------------------------------------------------------------------
+
+    @classmethod
+    def open(cls, path: str, cfg: StorageConfig, selfmetrics: SelfMetrics | None = None,
+             clock=time.monotonic) -> Spool:
+        """Create directories, check integrity (quarantine + salvage on damage), migrate."""
+        from belabox_metrics.spool import salvage as store_salvage
+
+        path = os.path.abspath(path)
+        try:
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+        except OSError as e:
+            raise StoreError(f"{os.path.dirname(path)}: cannot create the spool directory "
+                             f"({e.strerror or e})") from None
+        budget = Budget.of(cfg)
+        quarantined = damage = None
+        try:
+            conn = cls._prepare(path, budget)
+        except DamagedError as e:
+            damage = str(e)
+            try:
+                quarantined = store_salvage.quarantine(path)
+            except OSError as err:
+                raise StoreError(f"{path}: {damage}, and it cannot be moved aside "
+                                 f"({err.strerror or err})") from None
+            log.error("spool %s: %s; moved to %s", path, damage, quarantined)
+            conn = cls._prepare(path, budget)
+        spool = cls(conn, path, cfg, budget, selfmetrics, clock)
+        with spool._db:
+            shrunk = spool._writer.enforce_cap()
+        spool._load()
+        spool._count(shrunk, persist=False, totals=False)  # _load read them from the table
+        if quarantined is None:
+            st = spool.stats()
+            spool.open_report = OpenReport(None, 0, 0, f"spool ok: {st.pending_samples} samples pending")
+        else:
+            spool.open_report = spool._salvage(quarantined, damage or "damaged")
+        return spool
+
+    @classmethod
+    def open_readonly(cls, path: str, cfg: StorageConfig) -> Spool:
+        """A look without touching (``diagnose``, ``queue stats|export``): SQLite's mode=ro, so no
+        migration, checkpoint or salvage, and a damaged file stays as found. While the agent runs
+        it fails with "database is locked": the agent holds the file exclusively."""
+        path = os.path.abspath(path)
+        if not os.path.exists(path):
+            raise StoreError(f"{path}: no spool file")
+        try:
+            conn = sqlite3.connect(f"file:{quote(path)}?mode=ro", uri=True, timeout=BUSY_TIMEOUT_S,
+                                   isolation_level=None, check_same_thread=False)
+            spool = cls(conn, path, cfg, Budget.of(cfg), None, time.monotonic)
+            spool._readonly = True
+            spool._load()
+        except sqlite3.Error as e:
+            raise StoreError(f"{path}: cannot read the spool ({e})") from None
+        return spool
+
+    @staticmethod
+    def _prepare(path: str, budget: Budget) -> sqlite3.Connection:
+        try:
+            conn = connect(path)
+        except sqlite3.Error as e:
+            raise StoreError(f"{path}: cannot open the spool ({e})") from None
+        try:
+            configure(conn, budget)
+            check(conn)
+            migrate(conn)
+        except DamagedError:
+            conn.close()
+            raise
+        except sqlite3.DatabaseError as e:
+            conn.close()
+            if is_damage(e):
+                raise DamagedError(f"not a usable database ({e})") from None
+            if is_locked(e):
+                raise StoreError(f"{path}: in use by another process (the agent holds it while it "
+                                 "runs)") from None
+            raise StoreError(f"{path}: cannot use the spool ({e})") from None
+        return conn
+
+    def _load(self) -> None:
+        """Running totals from one pass over the small columns (the blobs are not read)."""
+        t = self._totals
+        q = ("SELECT parked, count(*), coalesce(sum(n - done), 0), "
+             "coalesce(sum(length(data) * (n - done) / n), 0) FROM batches GROUP BY parked")
+        for parked, count, samples, nbytes in self._conn.execute(q):
+            if parked:
+                t.parked_batches, t.parked_samples = count, samples
+            else:
+                t.batches, t.samples, t.bytes = count, samples, nbytes
+        t.count({r: int(n) for r, n in self._conn.execute("SELECT reason, samples FROM dropped")})
+        self._refresh_ends()
+
+    def _salvage(self, quarantined: str, damage: str) -> OpenReport:
+        from belabox_metrics.spool import salvage as store_salvage
+
+        rep = store_salvage.Salvage()
+        chunk: list[tuple[Batch, str | None]] = []
+        for item in store_salvage.salvage(quarantined, rep):
+            chunk.append(item)
+            if len(chunk) >= 256:
+                self._store_salvaged(chunk)
+                chunk = []
+        self._store_salvaged(chunk)
+        self._count({"corrupt": rep.lost_samples})
+        self._count(rep.dropped, metrics=False)  # the old file's history, not new drops
+        msg = (f"spool was damaged ({damage}); moved to {os.path.basename(quarantined)}; salvaged "
+               f"{rep.batches} batches ({rep.samples} samples)")
+        if rep.lost_batches:
+            msg += f", {rep.lost_batches} unreadable batches ({rep.lost_samples} samples) counted as dropped"
+        if rep.error:
+            msg += f"; nothing readable: {rep.error}"
+        log.warning("%s", msg)
+        return OpenReport(quarantined, rep.batches, rep.samples, msg)
+
+    def _store_salvaged(self, items: list[tuple[Batch, str | None]]) -> None:
+        if not items:
+            return
+        ids = self._insert([b for b, _ in items])
+        by_reason: dict[str, list[int]] = {}
+        for i, (_, reason) in zip(ids, items, strict=True):
+            if reason is not None:
+                by_reason.setdefault(reason, []).append(i)
+        for reason, group in by_reason.items():
+            self.park(group, reason)
+
+    # --- writing ------------------------------------------------------------------------
+
+    def append(self, batch: Batch) -> None:
+        """Buffer one batch in memory; nothing touches the disk until the next commit."""
+        if not batch.samples:
+            return
+        with self._buf_lock:
+            self._buf.append(batch)
+            self._buf_samples += len(batch.samples)
+
+    def maybe_commit(self, now_mono: float) -> int:
+        """Commit the buffer when commit_interval has passed (or it grew large); returns batches."""
+        due = now_mono - self._last_commit >= self.cfg.commit_interval
+        if not due and self._buf_samples < COMMIT_EARLY_SAMPLES:
+            return 0
+        return self._commit(now_mono)
+
+    def flush(self) -> int:
+        """Commit the buffer now (shutdown)."""
+        return self._commit(self._clock())
+
+    def _commit(self, now_mono: float) -> int:
+        with self._commit_lock:
+            with self._buf_lock:
+                batches, self._buf, self._buf_samples = self._buf, [], 0
+            self._last_commit = now_mono
+            if not batches:
+                return 0
+            try:
+                self._insert(batches)
+            except BaseException:
+                self._requeue(batches)
+                raise
+            return len(batches)
+
+    def _requeue(self, batches: list[Batch]) -> None:
+        """A failed commit keeps its batches for the next try, within MAX_BUFFER_SAMPLES."""
+        lost = 0
+        with self._buf_lock:
+            self._buf[:0] = batches
+            self._buf_samples += sum(len(b.samples) for b in batches)
+            while self._buf_samples > MAX_BUFFER_SAMPLES and len(self._buf) > 1:
+                gone = self._buf.pop(0)
+                self._buf_samples -= len(gone.samples)
+                lost += len(gone.samples)
+        self._count({"buffer_full": lost})
+
+    def _insert(self, batches: list[Batch]) -> list[int]:
+        with self._db:
+            rows, changes, drops = self._writer.insert(batches)
+        self._totals.apply(changes)
+        self._totals.add_rows(rows)
+        self._count(drops, persist=False)  # the writer stored them with the deletions
+        self._refresh_ends()
+        return [r.id for r in rows]
+
+    # --- reading ------------------------------------------------------------------------
+
+    def take_newest(self, max_samples: int, newer_than_ms: int | None = None) -> list[Slice]:
+        """The newest pending samples, newest batch first. A batch cut by max_samples gives its
+        first part (progress is one offset per batch). With ``newer_than_ms`` the scan stops at
+        the first batch collected at or before it (ids follow collection order)."""
+        with self._db:
+            out, bad = self._reader.take("DESC", max_samples, (), newer_than_ms)
+        self._drop_rows(bad, "corrupt")
+        return out
+
+    def take_oldest(self, max_samples: int, exclude_ids: Collection[int] = ()) -> list[Slice]:
+        """The oldest pending samples, oldest first, skipping batches in ``exclude_ids``."""
+        with self._db:
+            out, bad = self._reader.take("ASC", max_samples, exclude_ids, None)
+        self._drop_rows(bad, "corrupt")
+        return out
+
+    def iter_pending(self, since_ms: int | None = None, until_ms: int | None = None,
+                     include_parked: bool = False) -> Iterator[Slice]:
+        """Every pending batch, oldest first, streamed in chunks (``queue export``). The window
+        [since_ms, until_ms) applies to the batch's collection time."""
+        last: int | None = 0
+        while last is not None:
+            with self._db:
+                last, slices, bad = self._reader.page(last, since_ms, until_ms, include_parked)
+            self._drop_rows(bad, "corrupt")
+            yield from slices
+
+    # --- progress -----------------------------------------------------------------------
+
+    def ack(self, slices: Sequence[Slice]) -> None:
+        """The server took these samples (2xx): advance progress, delete finished rows, commit."""
+        self._advance(slices, None)
+
+    def drop(self, slices: Sequence[Slice], reason: str) -> None:
+        """Give up on these samples (e.g. ``rejected_400``, ``invalid``): counted, never re-sent."""
+        self._advance(slices, reason)
+
+    def _advance(self, slices: Sequence[Slice], reason: str | None) -> None:
+        if not slices:
+            return
+        with self._db:
+            changes = self._writer.advance(slices, reason)
+        self._after(changes)
+        if reason is not None:
+            self._count({reason: sum(c.new_done - c.old_done for c in changes)}, persist=False)
+
+    def _drop_rows(self, rows: list[tuple[int, int, int]], reason: str) -> None:
+        """Drop whole rows (id, n, done) whatever their state, e.g. undecodable ones."""
+        if not rows:
+            return
+        with self._db:
+            changes = self._writer.delete_rows([r[0] for r in rows], reason)
+        self._after(changes)
+        self._count({reason: sum(c.new_done - c.old_done for c in changes)}, persist=False)
+
+    def _after(self, changes: list[Change]) -> None:
+        if self._totals.apply(changes):
+            self._refresh_ends()
+
+    def _count(self, drops: dict[str, int], persist: bool = True, totals: bool = True,
+               metrics: bool = True) -> None:
+        """Count dropped samples: in the table (unless the caller's transaction did), in the
+        stats, and in the agent's counter."""
+        drops = {r: n for r, n in drops.items() if n > 0}
+        if not drops:
+            return
+        if persist:
+            try:
+                with self._db:
+                    self._writer.transaction(lambda c: self._writer.count_drops(drops))
+            except sqlite3.Error as e:  # the disk that made us drop may refuse this too
+                log.error("spool: cannot record %s dropped samples: %s", drops, e)
+        if totals:
+            self._totals.count(drops)
+        if metrics and self._sm is not None:
+            for r, n in drops.items():
+                self._sm.inc(DROPPED_METRIC, n, {"reason": r})
+
+    def _refresh_ends(self) -> None:
+        with self._db:
+            q = "SELECT wall_ms FROM batches WHERE parked = 0 ORDER BY id {} LIMIT 1"
+            first = self._conn.execute(q.format("ASC")).fetchone()
+            last = self._conn.execute(q.format("DESC")).fetchone()
+        self._totals.set_ends(first[0] if first else None, last[0] if last else None)
+
+    # --- batches whose clock cannot be trusted ----------------------------------------------
+
+    def park(self, batch_ids: Collection[int], reason: str, now_wall_ms: int | None = None) -> None:
+        """Set batches aside: never taken, counted in stats, expired after parked_max_age."""
+        since = int(time.time() * 1000) if now_wall_ms is None else now_wall_ms
+        with self._db:
+            moved = self._writer.set_parked(list(batch_ids), True, reason, since)
+        self._totals.move(moved, to_parked=True)
+        self._refresh_ends()
+
+    def unpark(self, batch_ids: Collection[int]) -> None:
+        with self._db:
+            moved = self._writer.set_parked(list(batch_ids), False)
+        self._totals.move(moved, to_parked=False)
+        self._refresh_ends()
+
+    def parked(self) -> list[tuple[int, str, int, int]]:
+        """(batch_id, boot_id, wall_ms, samples) of every parked batch, oldest first."""
+        with self._db:
+            return self._reader.parked()
+
+    def expire_parked(self, now_wall_ms: int, max_age_s: float) -> int:
+        """Drop (reason ``untrusted_clock``) batches parked longer than max_age_s; returns samples."""
+        with self._db:
+            ids = self._writer.expired_parked(now_wall_ms, int(max_age_s * 1000))
+            changes = self._writer.delete_rows(ids, "untrusted_clock") if ids else []
+        self._after(changes)
+        n = sum(c.new_done - c.old_done for c in changes)
+        self._count({"untrusted_clock": n}, persist=False)
+        return n
+
+    def unsynced(self) -> list[tuple[int, str, int, int]]:
+        """(batch_id, boot_id, wall_ms, boottime_ns) of stored batches collected without a
+        trusted clock, parked or not, oldest first (for timekeeping)."""
+        with self._db:
+            return self._reader.unsynced()
+
+    def restamp(self, batch_ids: Collection[int], delta_ms: int) -> int:
+        """Shift batches' times by delta_ms (sample timestamps move along) and mark them synced."""
+        with self._db:
+            n = self._writer.restamp(list(batch_ids), delta_ms)
+        self._refresh_ends()
+        return n
+
+    # --- upkeep ---------------------------------------------------------------------------
+
+    def stats(self) -> SpoolStats:
+        """Running totals plus two stat() calls: never waits for the database."""
+        batches, samples, nbytes, oldest, newest, dropped, pb, ps = self._totals.snapshot()
+        with self._buf_lock:
+            buffered = (len(self._buf), self._buf_samples)
+        return SpoolStats(batches, samples, nbytes, oldest, newest, _size(self.path),
+                          _size(self.path + "-wal"), dropped, pb, ps, self.path, *buffered)
+
+    def maintain(self, now_mono: float) -> None:
+        """Checkpoint the WAL every wal_checkpoint_interval, or sooner once it passes its share
+        of the cap; forget unused dictionaries on the same schedule."""
+        due = now_mono - self._last_checkpoint >= self.cfg.wal_checkpoint_interval
+        big = _size(self.path + "-wal") > self._budget.wal_checkpoint_bytes
+        if not (due or big):
+            return
+        self._last_checkpoint = now_mono
+        with self._db:
+            if due:
+                self._writer.gc()
+            # RESTART keeps the WAL file, so later commits overwrite its blocks instead of making
+            # ext4 allocate new ones (which data=ordered flushes at once); TRUNCATE when it grew.
+            mode = "TRUNCATE" if big else "RESTART"
+            busy, frames, done = self._conn.execute(f"PRAGMA wal_checkpoint({mode})").fetchone()
+        log.debug("spool checkpoint (%s): %d of %d frames%s", "interval" if due else "size",
+                  done, frames, ", busy" if busy else "")
+
+    def vacuum(self) -> None:
+        """Rewrite the file to its live size (``queue drain``); briefly needs that much again."""
+        self.flush()
+        with self._db:
+            self._writer.gc()
+            self._conn.execute("VACUUM")
+            # VACUUM went through the WAL: copy it home and give the space back now.
+            self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+
+    def close(self) -> None:
+        """Commit the buffer, checkpoint, close. Safe to call twice."""
+        if self._closed:
+            return
+        if self._readonly:
+            self._closed = True
+            self._conn.close()
+            return
+        try:
+            self.flush()
+        finally:
+            self._closed = True
+            with self._db:
+                try:
+                    # Leave a self-contained file (a copy or a `sqlite3` session needs no WAL).
+                    self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+                finally:
+                    self._conn.close()
+
+
+def _size(path: str) -> int:
+    try:
+        return os.stat(path).st_size
+    except OSError:
+        return 0

@@ -1,0 +1,195 @@
+"""One upload request on the wire: POST it, retry what is worth retrying, say what happened.
+
+What each answer means (design §5, anchors.md §3), in the spirit of urllib3's
+``_is_connection_error`` / ``_is_read_error`` docstrings:
+
+- connection refused, reset, DNS failure: the server most likely never saw the
+  request; retrying is safe.
+- timeout, 5xx, 408, 429: the server may have stored the data already; retrying can
+  duplicate samples, which VictoriaMetrics folds with ``-dedup.minScrapeInterval=1ms``.
+  Losing them would be worse. 429 and 503 may carry ``Retry-After``, honoured up to
+  ``remote.retry.max_retry_after``.
+- 400, 413: this body is refused and resending it cannot help; the caller bisects it
+  so that one bad sample cannot block the queue.
+- 401, 403: the token is wrong or missing; nothing is retried until the next cycle.
+- 3xx, 404 and other 4xx: the URL or a proxy is misconfigured; final. Redirects are
+  not followed: clients turn a redirected POST into a body-less GET.
+- TLS errors: a certificate does not verify (or a captive portal answers); final for
+  this cycle, never "fixed" by turning verification off.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from urllib.parse import urlsplit, urlunsplit
+
+from belabox_metrics import __version__
+from belabox_metrics.platform import boundedhttp
+from belabox_metrics.upload.retry import RetryPolicy, parse_retry_after
+from belabox_metrics.upload.wire import Body
+
+log = logging.getLogger(__name__)
+
+OK, REJECTED, AUTH, FATAL, GAVE_UP, STOPPED = "ok", "rejected", "auth", "fatal", "gave_up", "stopped"
+FAILURES = "metrics_collector_upload_failures_total"
+USER_AGENT = f"belabox-metrics/{__version__}"
+_MAX_ERROR_TEXT = 200
+# Bytes of an answer read: enough for the error text; a longer answer costs its connection,
+# never memory (a misconfigured URL may answer with a whole web page).
+MAX_ANSWER_BYTES = 16384
+
+
+@dataclass(frozen=True)
+class Outcome:
+    kind: str
+    status: int | None = None  # HTTP status of the last answer, None when there was none
+    reason: str | None = None  # failure reason of the last attempt (the counter's label)
+    message: str = ""
+    attempts: int = 0
+
+    @property
+    def ok(self) -> bool:
+        return self.kind == OK
+
+
+def classify_status(status: int) -> tuple[str, bool, str]:
+    """(final kind, retryable, failure reason) for one HTTP status."""
+    if 200 <= status < 300:
+        return OK, False, ""
+    if status in (400, 413):
+        return REJECTED, False, f"http_{status}"
+    if status in (401, 403):
+        return AUTH, False, f"http_{status}"
+    if status == 429:
+        return GAVE_UP, True, "http_429"
+    if status == 408:
+        return GAVE_UP, True, "http_408"
+    if status >= 500:
+        return GAVE_UP, True, "http_5xx"
+    if 300 <= status < 400:
+        return FATAL, False, "http_3xx"
+    return FATAL, False, f"http_{status}" if 400 <= status < 500 else "http_other"
+
+
+def redact_url(url: str) -> str:
+    """The URL as it may appear in logs: no user:password, no query (it may hold a key)."""
+    try:
+        p = urlsplit(url)
+    except ValueError:
+        return "<unparseable url>"
+    host = p.hostname or ""
+    if p.port:
+        host = f"{host}:{p.port}"
+    return urlunsplit((p.scheme, host, p.path, "", ""))
+
+
+class Transport:
+    """Sends gzip JSON-lines bodies to one URL over a kept-alive connection."""
+
+    def __init__(self, url: str, timeout: float, policy: RetryPolicy, *, client: boundedhttp.Client | None = None,
+                 selfmetrics=None, timekeeper=None, wall: Callable[[], float] = time.time,
+                 clock: Callable[[], float] = time.monotonic, sleep: Callable[[float], bool] | None = None,
+                 rng: Callable[[], float] | None = None):
+        self.url = url
+        self.timeout = timeout
+        self.policy = policy
+        self.client = client or boundedhttp.Client()  # real time: the exchange is real I/O
+        self.selfmetrics = selfmetrics
+        self.timekeeper = timekeeper
+        self.wall = wall
+        self.clock = clock
+        # sleep(seconds) -> True when interrupted (stop requested)
+        self.sleep = sleep or (lambda s: (time.sleep(s), False)[1])
+        self.rng = rng
+        self._secrets: tuple[str, ...] = ()
+
+    def scrub(self, text: str) -> str:
+        """Remove the token and URL credentials from a message before it is logged or stored."""
+        for secret in self._secrets:
+            if secret:
+                text = text.replace(secret, "***")
+        return text
+
+    def post(self, body: Body, token: str | None, *, deadline: float | None = None,
+             retries: bool = True) -> Outcome:
+        """POST ``body``; retries per policy unless ``retries`` is False. Never raises for network
+        or HTTP problems. ``deadline`` (monotonic) bounds every wait and every request timeout."""
+        p = urlsplit(self.url)
+        # The query may carry a key too (some proxies want ?token=); messages never show it.
+        self._secrets = tuple(s for s in (token, p.password, p.query) if s)
+        headers = {"Content-Encoding": "gzip", "Content-Type": "application/x-ndjson",
+                   "User-Agent": USER_AGENT}
+        if token:
+            headers["Authorization"] = f"Bearer {token}"
+        attempts = self.policy.max_attempts if retries else 1
+        attempt = 0
+        while True:
+            attempt += 1
+            timeout = self.timeout
+            if deadline is not None:
+                left = deadline - self.clock()
+                if left <= 0:
+                    return Outcome(STOPPED, message="out of time", attempts=attempt - 1)
+                timeout = min(timeout, left)
+            kind, retryable, reason, status, message, retry_after = self._attempt(body, headers, timeout)
+            if kind == OK:
+                return Outcome(OK, status, attempts=attempt)
+            self._count(reason)
+            wait = None
+            if retryable and attempt < attempts:
+                wait = self.policy.wait_after(attempt, retry_after, self.rng() if self.rng else None)
+                if deadline is not None and self.clock() + wait >= deadline:
+                    wait = None  # the wait would outlast the cycle: give up now, data stays spooled
+            what = f"HTTP {status}" if status is not None else reason
+            detail = f" ({message})" if message else ""
+            if wait is None:
+                tail = "giving up for this cycle" if retryable else "not retried"
+                log.warning("upload to %s: attempt %d/%d failed: %s%s, %d samples; %s",
+                            redact_url(self.url), attempt, attempts, what, detail, body.samples, tail)
+                return Outcome(kind if not retryable else GAVE_UP, status, reason,
+                               f"{what}{detail}", attempt)
+            log.warning("upload to %s: attempt %d/%d failed: %s%s, %d samples; retrying in %.1fs",
+                        redact_url(self.url), attempt, attempts, what, detail, body.samples, wait)
+            if self.sleep(wait):
+                return Outcome(STOPPED, status, reason, f"{what}{detail}; stopped", attempt)
+
+    def _attempt(self, body: Body, headers: dict, timeout: float):
+        """One POST: (kind, retryable, reason, status, message, retry_after_seconds)."""
+        t_sent = self.wall()
+        try:
+            resp = self.client.request("POST", self.url, body=body.data, headers=headers, budget=timeout,
+                                       max_body=MAX_ANSWER_BYTES)
+        except boundedhttp.FetchError as e:
+            if e.kind == boundedhttp.TLS:
+                return FATAL, False, "tls", None, self.scrub(str(e)), None
+            if e.kind == boundedhttp.TIMEOUT:
+                return GAVE_UP, True, "timeout", None, f"no answer within {timeout:g}s", None
+            reason = "connect" if e.kind == boundedhttp.CONNECT else "other"
+            return GAVE_UP, True, reason, None, self.scrub(str(e)), None
+        t_recv = self.wall()
+        if self.timekeeper is not None:
+            try:
+                self.timekeeper.observe_response(resp.headers.get("Date"), t_sent, t_recv)
+            except Exception:  # the clock check must never cost an upload
+                log.exception("timekeeper.observe_response failed")
+        status = resp.status
+        kind, retryable, reason = classify_status(status)
+        if kind == OK:
+            return OK, False, "", status, "", None
+        text = " ".join(resp.body.decode("utf-8", "replace").split())[:_MAX_ERROR_TEXT]
+        if 300 <= status < 400:
+            text = f"redirect to {redact_url(resp.headers.get('Location', ''))}; fix remote.url"
+        elif status in (401, 403):
+            text = "the server refused the token" + (f": {text}" if text else "")
+        retry_after = parse_retry_after(resp.headers.get("Retry-After"), t_recv) if retryable else None
+        return kind, retryable, reason, status, self.scrub(text), retry_after
+
+    def _count(self, reason: str) -> None:
+        if self.selfmetrics is not None:
+            self.selfmetrics.inc(FAILURES, 1, {"reason": reason})
+
+    def close(self) -> None:
+        self.client.close()

@@ -1,0 +1,356 @@
+"""The uploader: when and what to send to VictoriaMetrics, and how that shows in health.
+
+Each cycle runs two lanes (design §5). The live lane sends what was collected in the last
+two upload intervals, newest first and never throttled, so dashboards are current within
+one interval after a link returns. The backlog lane then drains the rest oldest-first
+under ``remote.max_bytes_per_second``, because the uplink also carries the live video,
+and stops at the end of the interval so the next live lane is never late. Tidewatch sent
+one batch per interval, oldest first, so a day offline took days to drain (W33).
+
+How slices reach the server and leave the spool is delivery.py; the bytes on the wire
+are wire.py; one POST with its retries is transport.py.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from belabox_metrics.health import registry as healthmod
+from belabox_metrics.platform import boundedhttp
+from belabox_metrics.upload.delivery import CycleResult, Delivery, Run, is_config_failure
+from belabox_metrics.upload.retry import RetryPolicy
+from belabox_metrics.upload.transport import Transport
+from belabox_metrics.upload.wire import Encoder
+
+__all__ = ["CycleResult", "DrainProgress", "Uploader"]
+
+log = logging.getLogger(__name__)
+
+LAST_SUCCESS = "metrics_collector_upload_last_success_timestamp_seconds"
+# The live lane covers this many upload intervals back from now; older data is backlog.
+LIVE_WINDOW_INTERVALS = 2
+
+
+@dataclass(frozen=True)
+class DrainProgress:
+    sent_samples: int
+    dropped_samples: int
+    wire_bytes: int
+    pending_samples: int  # estimate: pending at the start minus what left since
+    elapsed_s: float
+
+
+class ByteBudget:
+    """Token bucket in bytes holding at most one second of budget: a request waits until the
+    bucket holds its size, so over any window of T seconds at most rate × (T + 1) bytes go.
+    A request bigger than the bucket waits for a full bucket and leaves a debt behind."""
+
+    def __init__(self, rate: int, clock: Callable[[], float], burst_seconds: float = 1.0):
+        self.clock = clock
+        self.burst_seconds = burst_seconds
+        self.rate = max(0, int(rate))
+        self.tokens = self.rate * burst_seconds
+        self._t = clock()
+
+    def set_rate(self, rate: int) -> None:
+        self._refill()
+        self.rate = max(0, int(rate))
+        self.tokens = min(self.tokens, self.rate * self.burst_seconds)
+
+    def _refill(self) -> None:
+        now = self.clock()
+        if self.rate:
+            self.tokens = min(self.rate * self.burst_seconds, self.tokens + (now - self._t) * self.rate)
+        self._t = now
+
+    def ready_in(self, nbytes: int) -> float:
+        """Seconds until ``nbytes`` may be sent."""
+        if not self.rate:
+            return 0.0
+        self._refill()
+        need = min(nbytes, self.rate * self.burst_seconds)
+        return 0.0 if self.tokens >= need else (need - self.tokens) / self.rate
+
+    def charge(self, nbytes: int) -> None:
+        if self.rate:
+            self._refill()
+            self.tokens -= nbytes
+
+
+class Uploader:
+    def __init__(self, cfg, spool, health, selfmetrics, *, device_id: str, token, timekeeper=None,
+                 client: boundedhttp.Client | None = None, clock: Callable[[], float] = time.monotonic,
+                 wall: Callable[[], float] = time.time, sleep: Callable[[float], object] | None = None,
+                 rng: Callable[[], float] | None = None):
+        self.spool = spool
+        self.health = health
+        self.selfmetrics = selfmetrics
+        self.token = token
+        self.clock = clock
+        self.wall = wall
+        self._sleep_fn = sleep
+        self._stop = threading.Event()
+        self._wake = threading.Event()
+        self._cycle_lock = threading.Lock()
+        self._cfg_lock = threading.Lock()
+        self._pending: tuple | None = None
+        self._thread: threading.Thread | None = None
+        self._final_deadline: float | None = None
+        self.budget = ByteBudget(cfg.remote.max_bytes_per_second, clock)
+        self.transport = Transport(cfg.remote.url, cfg.remote.timeout, RetryPolicy.from_config(cfg.remote.retry),
+                                   client=client, selfmetrics=selfmetrics, timekeeper=timekeeper, wall=wall,
+                                   clock=clock, sleep=self._wait, rng=rng)
+        self.delivery = Delivery(spool, selfmetrics, self.transport, Encoder(device_id), timekeeper=timekeeper,
+                                 wall=wall, charge=self.budget.charge)
+        self._apply(cfg, device_id)
+        self.last_success_wall: float | None = None
+        self.last_error: str | None = None
+        self._last_success_mono: float | None = None
+        self._started_mono = clock()
+        self._token_problem: str | None = None
+        self._config_error: str | None = None
+
+    @property
+    def last_status(self) -> int | None:
+        return self.delivery.last_status
+
+    # --- configuration ----------------------------------------------------------------
+
+    def _apply(self, cfg, device_id: str) -> None:
+        self.cfg = cfg
+        self.device_id = device_id
+        r = cfg.remote
+        self.transport.url, self.transport.timeout = r.url, r.timeout
+        self.transport.policy = RetryPolicy.from_config(r.retry)
+        self.budget.set_rate(r.max_bytes_per_second)
+        self.delivery.encoder = Encoder(device_id, r.extra_labels, r.chunk_size)
+        self.delivery.batch_size = r.batch_size
+        self.delivery.size_cap = None
+        for name in r.extra_labels:
+            if name == "device_id" or name.startswith("__"):
+                log.warning("remote.extra_labels.%s is ignored: the uploader owns that label name", name)
+
+    def reconfigure(self, cfg, device_id: str | None = None) -> None:
+        """SIGHUP: takes effect at the start of the next cycle, never halfway through one."""
+        with self._cfg_lock:
+            self._pending = (cfg, self.device_id if device_id is None else device_id)
+        if hasattr(self.token, "reconfigure"):
+            self.token.reconfigure(cfg)
+
+    def _take_pending(self) -> None:
+        with self._cfg_lock:
+            pending, self._pending = self._pending, None
+        if pending is not None:
+            self._apply(*pending)
+
+    # --- cycles -----------------------------------------------------------------------
+
+    def cycle(self, deadline: float | None = None) -> CycleResult:
+        """One upload cycle: the live lane, then the backlog until the byte budget or the end
+        of this upload interval. Never raises for network or HTTP problems."""
+        backlog_end = self.clock() + self.cfg.upload_interval
+        if deadline is not None:
+            backlog_end = min(backlog_end, deadline)
+        return self._run(live=True, backlog=True, deadline=deadline, backlog_end=backlog_end, throttle=True)
+
+    def drain(self, progress: Callable[[DrainProgress], None] | None = None,
+              rate_limit: bool = False) -> CycleResult:
+        """Everything pending, oldest first (``queue drain``); stops at the first final failure."""
+        return self._run(live=False, backlog=True, deadline=None, backlog_end=None, throttle=rate_limit,
+                         progress=progress)
+
+    def _run(self, *, live: bool, backlog: bool, deadline: float | None, backlog_end: float | None,
+             throttle: bool, retries: bool = True, honor_stop: bool = True, progress=None) -> CycleResult:
+        with self._cycle_lock:
+            self._take_pending()
+            res = CycleResult()
+            started = self.clock()
+            try:
+                if not self.cfg.remote.url:
+                    res.error = "remote.url is not set"
+                    return res
+                state = self.token.get()
+                self._token_problem = state.problem if state.token is None else None
+                if self._token_problem:
+                    res.ok, res.error = False, f"waiting for token: {self._token_problem}"
+                    log.warning("upload skipped: %s", res.error)
+                    return res
+
+                def should_stop() -> bool:
+                    if (honor_stop and self._stop.is_set()) or (deadline is not None and self.clock() >= deadline):
+                        res.stopped = True
+                    return res.stopped or not res.ok
+
+                self.delivery.unpark_restampable()
+                run = Run(state.token, deadline, retries, res, should_stop)
+                if progress is not None:
+                    run.on_accept = self._progress_reporter(res, progress, started)
+                live_ids = self._live_lane(run) if live else set()
+                if backlog and not should_stop():
+                    if throttle:
+                        run.pace = lambda n: self._pace(n, res, backlog_end, honor_stop)
+                    self._backlog_lane(run, live_ids)
+            except Exception as e:  # a spool or timekeeper fault: report it, keep the thread alive
+                log.exception("upload cycle failed")
+                res.ok, res.error = False, f"{e.__class__.__name__}: {self.transport.scrub(str(e))}"
+            finally:
+                res.duration_s = self.clock() - started
+                self._finish(res)
+            return res
+
+    def _live_lane(self, run: Run) -> set:
+        """Returns the batch ids it handled: the backlog lane leaves them alone this cycle."""
+        cutoff = int(self.wall() * 1000) - int(LIVE_WINDOW_INTERVALS * self.cfg.upload_interval * 1000)
+        seen: set = set()
+        while not run.should_stop():
+            fresh = _unseen(self.spool.take_newest(self.delivery.request_cap(), newer_than_ms=cutoff), seen)
+            if not fresh or not self.delivery.send_slices(fresh, run, "live"):
+                break
+        return {key[0] for key in seen}
+
+    def _backlog_lane(self, run: Run, live_ids: set) -> None:
+        seen: set = set()
+        exclude = frozenset(live_ids)
+        while not run.should_stop():
+            if run.pace is not None and not run.pace(1):  # no take while the budget is spent
+                return
+            taken = self.spool.take_oldest(self.delivery.request_cap(), exclude_ids=exclude)
+            if taken:
+                # Oldest first: a batch older than this take's oldest is no longer pending and
+                # cannot come back, so its ranges are forgotten; `seen` would otherwise grow with
+                # every batch of an unthrottled drain (0.5 MB per million samples).
+                floor = min(s.batch_id for s in taken)
+                seen = {key for key in seen if key[0] >= floor}
+            fresh = _unseen(taken, seen)
+            ok = bool(fresh) and self.delivery.send_slices(fresh, run, "backlog")
+            del taken, fresh  # else the next take would hold two requests' samples at once
+            if not ok:
+                return
+
+    def _pace(self, nbytes: int, res: CycleResult, end: float | None, honor_stop: bool) -> bool:
+        """Wait until the byte budget allows ``nbytes`` of backlog; False when that wait would
+        run past the end of the cycle (the rest goes in the next one)."""
+        wait = self.budget.ready_in(nbytes)
+        if wait <= 0:
+            return True
+        if end is not None and self.clock() + wait > end:
+            res.stopped = True
+            return False
+        if self._wait(wait) and honor_stop:
+            res.stopped = True
+            return False
+        return True
+
+    def _progress_reporter(self, res: CycleResult, progress, started: float) -> Callable[[], None]:
+        at_start = self._pending_samples() or 0
+
+        def report() -> None:
+            dropped = sum(res.dropped.values())
+            progress(DrainProgress(res.sent_samples, dropped, res.wire_bytes,
+                                   max(0, at_start - res.sent_samples - dropped), self.clock() - started))
+        return report
+
+    # --- bookkeeping and health -------------------------------------------------------
+
+    def _finish(self, res: CycleResult) -> None:
+        if res.sent_samples:
+            self._config_error = None
+        if res.ok and res.error is None:
+            self.last_success_wall = self.wall()
+            self._last_success_mono = self.clock()
+            self.last_error = None
+            self.selfmetrics.set(LAST_SUCCESS, self.last_success_wall)
+        elif not res.ok:
+            self.last_error = res.error
+            if is_config_failure(res):
+                self._config_error = res.error
+        self._report()
+
+    def _pending_samples(self) -> int | None:
+        try:
+            return self.spool.stats().pending_samples
+        except Exception as e:  # health must still be reported when the spool misbehaves
+            log.error("spool stats failed: %s", e)
+            return None
+
+    def _report(self) -> None:
+        ref = self._last_success_mono if self._last_success_mono is not None else self._started_mono
+        facts = healthmod.UploaderFacts(
+            upload_interval_s=self.cfg.upload_interval, pending_count=self._pending_samples() or 0,
+            since_success_s=max(0.0, self.clock() - ref), last_upload_wall=self.last_success_wall,
+            last_cycle_failed=self.last_error is not None, last_error=self.last_error,
+            last_status=self.delivery.last_status, token_error=self._token_problem,
+            config_error=self._config_error, enabled=bool(self.cfg.remote.url))
+        # A cycle may run an interval of backlog plus every retry of a request; past that, a
+        # silent uploader is a stuck one and health says so (tidewatch showed its last state: W5).
+        r = self.cfg.remote
+        stale = 3 * self.cfg.upload_interval + r.retry.max_attempts * (r.timeout + r.retry.max_backoff) + 60
+        self.health.update("uploader", *healthmod.uploader_health(facts), stale_after=stale)
+
+    # --- thread -----------------------------------------------------------------------
+
+    def _wait(self, seconds: float) -> bool:
+        """The one place the uploader sleeps; True when a stop interrupted it."""
+        if self._sleep_fn is not None:
+            self._sleep_fn(seconds)
+            return self._stop.is_set()
+        return self._stop.wait(seconds)
+
+    def start(self) -> None:
+        if self._thread is not None:
+            return
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._loop, name="uploader", daemon=True)
+        self._thread.start()
+
+    def wake(self) -> None:
+        """Run the next cycle now (the first batch after start, a link that came back)."""
+        self._wake.set()
+
+    def _loop(self) -> None:
+        next_due = self.clock() + self.cfg.upload_interval
+        while not self._stop.is_set():
+            self._wake.wait(max(0.0, next_due - self.clock()))
+            self._wake.clear()
+            if self._stop.is_set():
+                break
+            started = self.clock()
+            self.cycle()
+            next_due = started + self.cfg.upload_interval
+        if self._final_deadline is not None:
+            # Shutdown: one last try at the newest data, single attempts, inside the stop budget.
+            self._run(live=True, backlog=False, deadline=self._final_deadline, backlog_end=None, throttle=False,
+                      retries=False, honor_stop=False)
+
+    def stop(self, timeout: float = 5.0, final_upload: bool = True) -> None:
+        """Interrupts waits and backoffs at once; then, if ``final_upload``, tries the newest data
+        once more within most of ``timeout``. A request already on the wire may run on to
+        ``remote.timeout``; the thread is a daemon, so it never holds the process."""
+        thread = self._thread
+        if thread is None:
+            return
+        self._final_deadline = self.clock() + 0.8 * timeout if final_upload else None
+        self._stop.set()
+        self._wake.set()
+        thread.join(timeout)
+        if thread.is_alive():
+            log.warning("uploader still busy after %.1fs (a request in flight); not waiting longer", timeout)
+        else:
+            self.transport.close()
+        self._thread = None
+
+
+def _unseen(slices, seen: set) -> list:
+    """Slices not handled earlier in this lane: a spool that hands the same range out again
+    (an ack that failed, a batch the timekeeper could not judge) must not loop the cycle."""
+    fresh = []
+    for s in slices:
+        key = (s.batch_id, s.start, s.end)
+        if key not in seen:
+            seen.add(key)
+            fresh.append(s)
+    return fresh
