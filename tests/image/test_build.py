@@ -47,7 +47,7 @@ def test_deb_contents(layer):
     must = [
         "usr/bin/metrics-collector",
         "usr/lib/python3/dist-packages/belabox_metrics/commands/cli.py",
-        "usr/lib/python3/dist-packages/belabox_metrics/config.schema.json",
+        "usr/lib/python3/dist-packages/belabox_metrics/config/config.schema.json",
         "usr/lib/systemd/system/metrics-collector.service",
         "usr/lib/systemd/system/metrics-collector-firstboot.service",
         "usr/lib/systemd/system-preset/80-belabox-metrics.preset",

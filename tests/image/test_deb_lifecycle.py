@@ -63,7 +63,7 @@ def test_install_upgrade_purge(chroot_root, layer, tmp_path):
     assert (root / WANTS / "metrics-collector.service").is_symlink()
     assert (root / WANTS / "metrics-collector-firstboot.service").is_symlink()
     # py3compile ran: byte code exists for the shipped modules.
-    assert list((root / "usr/lib/python3/dist-packages/belabox_metrics/__pycache__").glob("cli.*.pyc"))
+    assert list((root / "usr/lib/python3/dist-packages/belabox_metrics/commands/__pycache__").glob("cli.*.pyc"))
     version = chroot(root, "metrics-collector", "--version").stdout.strip()
     assert version == f"metrics-collector {layer.version}"
     check = chroot(root, "metrics-collector", "check-config", "--config", f"/{CONFIG}")

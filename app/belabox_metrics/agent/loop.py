@@ -17,13 +17,11 @@ import time
 from dataclasses import dataclass
 
 from belabox_metrics import config as configmod
-from belabox_metrics.agent import residency
-from belabox_metrics.collectors import CollectorContext
+from belabox_metrics.agent import reconfigure, reporting, residency
 from belabox_metrics.config import child as config_child
 from belabox_metrics.health import registry as health
 from belabox_metrics.health.selfmetrics import SelfMetrics
-from belabox_metrics.health.server import HealthServer
-from belabox_metrics.platform import logsetup
+from belabox_metrics.platform.device_id import DeviceIdError
 from belabox_metrics.platform.lock import InstanceLock, lock_path_for
 from belabox_metrics.samples import Batch
 
@@ -55,6 +53,8 @@ class Roots:
 
 
 class Agent:
+    SHUTDOWN_UPLOAD_BUDGET = SHUTDOWN_UPLOAD_BUDGET
+
     def __init__(self, cfg: configmod.Config, roots: Roots, *, config_path: str | None = None,
                  environ: dict[str, str] | None = None, notifier=None, monotonic=time.monotonic):
         self.cfg = cfg
@@ -81,6 +81,7 @@ class Agent:
         self._ticks = 0
         self._uncommitted: list[int] = []
         self._next_status = 0.0
+        self.restart_needed: list[str] = []  # settings changed by reloads that wait for a restart
 
     # --- start-up ---------------------------------------------------------------------
 
@@ -104,58 +105,12 @@ class Agent:
             log.warning("storage: %s", self.spool.open_report.message)
         self.timekeeper = timekeeping.Timekeeper(self.cfg, procfs=self.roots.procfs,
                                                  selfmetrics=self.selfmetrics)
-        self._start_discovery()
-        self._start_collectors()
-        self._start_uploader()
+        reconfigure.build(self)
         self._report_storage()
-        self._start_health_server()
         self._start_clock_thread()
 
-    def _start_discovery(self) -> None:
-        from belabox_metrics.devices.discovery import Discovery
-        from belabox_metrics.devices.registry import DeviceRegistry
-        self.discovery = Discovery(DeviceRegistry(), sysfs=self.roots.sysfs, health=self.health,
-                                   selfmetrics=self.selfmetrics)
-        self.discovery.start()
-
-    def _collector_context(self) -> CollectorContext:
-        from belabox_metrics.platform import board as hardware
-        profile = hardware.detect_profile(self.roots.procfs, self.roots.sysfs)
-        registry = self.discovery.registry if self.discovery is not None else None
-        return CollectorContext(config=self.cfg, procfs=self.roots.procfs, sysfs=self.roots.sysfs,
-                                rootfs=self.roots.rootfs, registry=registry, selfmetrics=self.selfmetrics,
-                                profile=profile)
-
-    def _start_collectors(self) -> None:
-        from belabox_metrics.collectors.registry import build_collectors
-        from belabox_metrics.collectors.runner import CollectorRunner
-        ctx = self._collector_context()
-        self.runner = CollectorRunner(build_collectors(ctx), self.cfg, self.health, self.selfmetrics)
-
-    def _start_uploader(self) -> None:
-        from belabox_metrics.platform.token_file import TokenSource
-        from belabox_metrics.upload.uploader import Uploader
-        if not self.cfg.remote.url:
-            self.health.update("uploader", health.OK, "spool only: remote.url is not set",
-                               pending_count=self.spool.stats().pending_samples)
-            log.warning("remote.url is not set: collecting into the spool only, nothing is uploaded")
-            return
-        self.uploader = Uploader(self.cfg, self.spool, self.health, self.selfmetrics, device_id=self.device_id,
-                                 token=TokenSource(self.cfg, self.environ), timekeeper=self.timekeeper)
-        self.uploader.start()
-
-    def _start_health_server(self) -> None:
-        if not self.cfg.health.enabled:
-            return
-        try:
-            self.server = HealthServer(self.cfg.health.listen_addr, self.health, self.metrics_text)
-            self.server.start()
-            host = configmod.parse_listen_addr(self.cfg.health.listen_addr)[0]
-            log.info("health on http://%s:%d/health", host, self.server.port)
-        except OSError as e:
-            # Collection matters more than the endpoint: keep running, say so everywhere.
-            self.server = None
-            log.error("health server: cannot listen on %s: %s", self.cfg.health.listen_addr, e.strerror or e)
+    def start_uploader(self) -> None:
+        reconfigure.start_uploader(self)
 
     def _start_clock_thread(self) -> None:
         t = threading.Thread(target=self._clock_loop, name="clock", daemon=True)
@@ -253,15 +208,6 @@ class Agent:
             longest = min(longest, self.notifier.watchdog_interval)  # a short WatchdogSec must still be fed
         return max(0.0, min(longest, next_due - now))
 
-    def status_line(self) -> str:
-        st = self.spool.stats()
-        up = "never"
-        if self.uploader is not None and self.uploader.last_success_wall:
-            up = health.rfc3339(self.uploader.last_success_wall)
-        elif self.uploader is None:
-            up = "disabled"
-        return f"pending={st.pending_samples} last_upload={up}"
-
     # --- signals, reload, shutdown ------------------------------------------------------
 
     def _install_signals(self) -> None:
@@ -288,6 +234,8 @@ class Agent:
         self._wake.set()
 
     def reload(self) -> bool:
+        """SIGHUP: validate the file in a child, then apply it through the same path as start-up.
+        A refused file leaves the running config and says so in health until fixed."""
         if self.notifier:
             self.notifier.reloading()
         ok = False
@@ -295,42 +243,20 @@ class Agent:
             if not self.config_path:
                 raise configmod.ConfigError(["no config file to reload (running on built-in defaults)"])
             new = config_child.load(self.config_path)
-        except configmod.ConfigError as e:
-            for line in e.problems:
+            outcome = reconfigure.apply(self, new)
+        except (configmod.ConfigError, DeviceIdError) as e:
+            for line in e.problems:  # one line per problem, like check-config
                 log.error("reload refused, keeping the running config: %s", line)
+            reconfigure.report(self, None, refused=list(e.problems))
         else:
-            self._apply(new)
             ok = True
-            log.info("configuration reloaded from %s", self.config_path)
+            changed = ", ".join(outcome.changed) or "nothing"
+            restart = f"; restart needed: {', '.join(outcome.restart_needed)}" if outcome.restart_needed else ""
+            log.info("configuration reloaded from %s: changed %s%s", self.config_path, changed, restart)
+            reconfigure.report(self, outcome)
         if self.notifier:
             self.notifier.ready(self.status_line())
         return ok
-
-    def _apply(self, new: configmod.Config) -> None:
-        """Apply what can change live; storage path and listen address need a restart."""
-        if new.storage.path != self.cfg.storage.path:
-            log.warning("storage.path changed: takes effect after a restart")
-        if new.health.listen_addr != self.cfg.health.listen_addr:
-            log.warning("health.listen_addr changed: takes effect after a restart")
-        logsetup.setup(new.logging.level, new.logging.format)
-        old = self.cfg
-        self.cfg = new
-        if self.runner is not None:
-            self.runner.reconfigure(new)
-        if self.timekeeper is not None:
-            self.timekeeper.reconfigure(new)
-        if new.device_id != old.device_id:
-            from belabox_metrics.platform import device_id as device_id_mod
-            self.device_id = device_id_mod.derive_device_id(new, self.roots.procfs, self.roots.sysfs,
-                                                            self.roots.rootfs)
-        if self.uploader is not None and new.remote.url:
-            self.uploader.reconfigure(new, device_id=self.device_id)
-        elif self.uploader is not None:
-            self.uploader.stop(timeout=SHUTDOWN_UPLOAD_BUDGET)
-            self.uploader = None
-            self.health.update("uploader", health.OK, "spool only: remote.url is not set")
-        elif new.remote.url:
-            self._start_uploader()
 
     def shutdown(self) -> int:
         if self.notifier:
@@ -359,35 +285,18 @@ class Agent:
         if self.lock is not None:
             self.lock.release()
 
-    # --- reporting --------------------------------------------------------------------
+    # --- reporting (agent/reporting.py) -----------------------------------------------
 
     _commit_error: str | None = None
 
     def _report_storage(self) -> None:
-        st = self.spool.stats()
-        facts = health.StorageFacts(
-            database_size_bytes=st.db_size_bytes, wal_size_bytes=st.wal_size_bytes,
-            pending_count=st.pending_samples, wal_threshold_bytes=self.cfg.storage.wal_checkpoint_size_mb << 20,
-            path=st.path, persistent=self.data_path.persistent, volatile_reason=self.data_path.reason,
-            quarantined=self.spool.open_report.quarantined, commit_error=self._commit_error,
-            dropped=dict(st.dropped))
-        self.health.update("storage", *health.storage_health(facts))
-        sm = self.selfmetrics
-        sm.set("metrics_collector_spool_pending_samples", st.pending_samples)
-        sm.set("metrics_collector_spool_pending_bytes", st.pending_bytes)
-        sm.set("metrics_collector_spool_database_bytes", st.db_size_bytes)
-        sm.set("metrics_collector_spool_wal_bytes", st.wal_size_bytes)
-        if st.oldest_wall_ms is not None:
-            sm.set("metrics_collector_spool_oldest_pending_age_seconds",
-                   max(0.0, time.time() - st.oldest_wall_ms / 1000))
-        else:
-            sm.set("metrics_collector_spool_oldest_pending_age_seconds", 0)
+        reporting.report_storage(self)
 
     def _report_time(self) -> None:
         self.health.update("time", *health.time_health(self.timekeeper.facts()))
 
     def metrics_text(self) -> str:
-        """`/metrics`: the agent's own counters plus the latest value of every collected series."""
-        from belabox_metrics.health.exposition import format_samples
-        latest = self.runner.latest()
-        return format_samples(list(self.selfmetrics.samples()) + list(latest))
+        return reporting.metrics_text(self)
+
+    def status_line(self) -> str:
+        return reporting.status_line(self)

@@ -94,6 +94,29 @@ class Spool:
         self._readonly = False
         self.open_report = OpenReport(None, 0, 0, "")
 
+    def reconfigure(self, cfg: StorageConfig) -> int:
+        """SIGHUP: a new size cap, commit interval and checkpoint settings take effect now
+        (the path does not: the agent says a restart is needed). Returns samples dropped to
+        fit a smaller cap, counted like every other drop."""
+        budget = Budget.of(cfg)
+        with self._db:
+            self.cfg = cfg
+            if budget == self._budget:
+                return 0
+            self._budget = budget
+            self._writer.budget = budget
+            configure(self._conn, budget)
+            shrunk = self._writer.enforce_cap()  # records its drops in the table itself
+            if any(shrunk.values()):
+                totals, self._totals = self._totals, Totals()
+                try:
+                    self._load()
+                except sqlite3.Error:
+                    self._totals = totals
+                    raise
+        self._count(shrunk, persist=False, totals=False)
+        return sum(shrunk.values())
+
     # --- opening ------------------------------------------------------------------------
 
     @classmethod
