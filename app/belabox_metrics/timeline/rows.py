@@ -74,17 +74,17 @@ def rates(points: Points) -> Points:
     return out
 
 
-def _key(t: float) -> float:
-    # Samples of one batch share one timestamp; rounding absorbs float noise from the wire.
-    return round(t, 3)
-
-
 def merge(parts: Iterable[Points], how: str) -> Points:
-    """Several series' points merged by timestamp with max, min or sum."""
+    """Several series' points merged by timestamp with max, min or sum.
+
+    Samples of one batch share one timestamp; rounding to 1 ms absorbs float noise."""
+    parts = list(parts)
+    if len(parts) == 1:
+        return list(parts[0])
     acc: dict[float, list[float]] = defaultdict(list)
     for pts in parts:
         for t, v in pts:
-            acc[_key(t)].append(v)
+            acc[round(t, 3)].append(v)
     fn = {"max": max, "min": min, "sum": sum}[how]
     return [(t, fn(vs)) for t, vs in sorted(acc.items())]
 
@@ -94,10 +94,12 @@ def cpu_busy(series: Sequence[Series]) -> Points:
     idle: dict[float, float] = defaultdict(float)
     total: dict[float, float] = defaultdict(float)
     for s in series:
+        is_idle = s.labels.get("mode") in IDLE_MODES
         for t, d in increments(s.points):
-            total[_key(t)] += d
-            if s.labels.get("mode") in IDLE_MODES:
-                idle[_key(t)] += d
+            k = round(t, 3)
+            total[k] += d
+            if is_idle:
+                idle[k] += d
     return [(t, max(0.0, min(100.0, 100.0 * (1 - idle[t] / total[t])))) for t in sorted(total) if total[t] > 0]
 
 
