@@ -7,7 +7,7 @@ import re
 import pytest
 
 from belabox_metrics.timeline.history import HistoryError
-from belabox_metrics.timeline.screen import BLOCKS, render_screen, sparkline
+from belabox_metrics.timeline.screen import BLOCKS, render_screen, sparkline, want_color
 from tests.timeline.make_sample_history import make_history
 
 ANSI = re.compile(r"\x1b\[[0-9;]*m")
@@ -65,6 +65,14 @@ def test_colour_only_when_asked():
     coloured = render_screen(make_history(1), color=True)
     assert "\x1b[" in coloured
     assert ANSI.sub("", coloured) == render_screen(make_history(1))
+
+
+def test_no_color_convention():
+    assert want_color(True, {"TERM": "xterm"})
+    assert not want_color(False, {})
+    assert not want_color(True, {"NO_COLOR": "1"})
+    assert want_color(True, {"NO_COLOR": ""})  # present but empty does not count
+    assert not want_color(True, {"TERM": "dumb"})
 
 
 def test_many_rows_and_events_still_fit_and_say_what_is_left_out():

@@ -121,8 +121,8 @@ def _plot(row: rw.Row, h: History, ticks: list[float]) -> str:
         div, label = units.scale_for(row.unit, max(abs(min(vals)), abs(max(vals))))
     present = [x for pair in env if pair for x in pair]
     lo, hi = (0.0, 1.0) if row.kind == sig.STATE else (min(present), max(present))
-    if hi <= lo:
-        lo, hi = lo - 1, hi + 1
+    if hi <= lo:  # a constant: drawn mid-height, a constant 0 at the bottom
+        lo, hi = (0.0, 1.0) if lo == 0 else (lo - abs(lo) * 0.1, hi + abs(hi) * 0.1)
     pad = (hi - lo) * 0.05 if row.kind != sig.STATE else 0.0
 
     def y(v: float) -> int:

@@ -9,6 +9,7 @@ where the clock was not verified) and the latest events that fit. Times are UTC.
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 
 from belabox_metrics.timeline import rows as rw
 from belabox_metrics.timeline import signals as sig
@@ -127,6 +128,12 @@ def _marker_line(history: History, spark_w: int, color: bool) -> tuple[str, bool
         marks = [_paint(m, "unverified", True) if m == "?" else m if m == "─" else _paint(m, "event", True)
                  for m in marks]
     return "".join(marks), unverified
+
+
+def want_color(isatty: bool, environ: Mapping[str, str]) -> bool:
+    """Colour only on a terminal and only without NO_COLOR (https://no-color.org: any
+    non-empty value); TERM=dumb gets none either."""
+    return isatty and not environ.get("NO_COLOR") and environ.get("TERM") != "dumb"
 
 
 def marker(kind: str) -> str:
