@@ -7,8 +7,8 @@ import re
 import pytest
 
 from belabox_metrics.timeline.history import HistoryError
-from belabox_metrics.timeline.screen import BLOCKS, render_screen, sparkline, want_color
-from tests.timeline.make_sample_history import make_history
+from belabox_metrics.timeline.screen import BLOCKS, render_screen, sparkline, text_width, want_color
+from tests.timeline.make_sample_history import START, make_history
 
 ANSI = re.compile(r"\x1b\[[0-9;]*m")
 
@@ -27,7 +27,7 @@ def test_sparkline_scales_min_to_lowest_and_max_to_highest_block():
 def _fits(text: str, width: int = 80, height: int = 24) -> list[str]:
     lines = ANSI.sub("", text).rstrip("\n").split("\n")
     assert len(lines) <= height
-    too_wide = [ln for ln in lines if len(ln) > width]
+    too_wide = [ln for ln in lines if text_width(ln) > width]
     assert too_wide == []
     return lines
 
@@ -87,7 +87,19 @@ def test_many_rows_and_events_still_fit_and_say_what_is_left_out():
     assert any(ln.startswith("events +") for ln in lines)
 
 
-@pytest.mark.parametrize("width,height", [(80, 24), (100, 30), (60, 15)])
+def test_wide_characters_count_two_columns():
+    assert text_width("ab") == 2 and text_width("信号") == 4 and text_width("é") == 1
+    h = make_history(1)
+    h["events"].append({"time": "2026-12-07T14:59:00Z", "kind": "モデム", "text": "信号が弱い" * 20})
+    h["series"].append({"name": "node_filesystem_avail_bytes", "labels": {"mountpoint": "/データ/録画"},
+                        "points": [[START + 60, 1e9]]})
+    lines = _fits(render_screen({**h, "data_mountpoint": "/データ/録画"}), 80, 24)
+    assert lines[-1].startswith("モ ") and lines[-1].endswith("~")
+    disk = next(ln for ln in lines if ln.startswith("disk free /デ"))
+    assert text_width(disk.split(" ▄")[0]) == 15  # the label is cut and padded to 15 columns
+
+
+@pytest.mark.parametrize("width,height", [(80, 24), (100, 30), (60, 15), (60, 6)])
 def test_other_terminal_sizes(width, height):
     _fits(render_screen(make_history(1), width=width, height=height), width, height)
 

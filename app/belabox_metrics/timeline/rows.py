@@ -187,7 +187,7 @@ def build_rows(history: History, include_other: bool = False) -> list[Row]:
 def _row_gap(member: Sequence[Series], pts: Points) -> float:
     steps = [st for st in (typical_interval(s.points) for s in member) if st]
     step = min(steps) if steps else typical_interval(pts)
-    return GAP_INTERVALS * step if step else float("inf")
+    return GAP_INTERVALS * step if step else 0.0  # a lone point is drawn in its own column only
 
 
 def _detail(metric: str, member: Sequence[Series]) -> str:

@@ -9,6 +9,7 @@ where the clock was not verified) and the latest events that fit. Times are UTC.
 from __future__ import annotations
 
 import re
+import unicodedata
 from collections.abc import Mapping
 
 from belabox_metrics.timeline import rows as rw
@@ -39,8 +40,28 @@ def _clean(text: str) -> str:
     return _CONTROL.sub(" ", text)
 
 
+def text_width(text: str) -> int:
+    """Terminal columns: East Asian wide characters take two, combining marks none."""
+    return sum(0 if unicodedata.combining(ch) else 2 if unicodedata.east_asian_width(ch) in "WF" else 1
+               for ch in text)
+
+
 def _fit(text: str, width: int) -> str:
-    return text if len(text) <= width else text[: max(0, width - 1)] + "~"
+    if text_width(text) <= width:
+        return text
+    out, used = [], 0
+    for ch in text:
+        w = text_width(ch)
+        if used + w > width - 1:
+            break
+        out.append(ch)
+        used += w
+    return "".join(out) + "~"
+
+
+def _pad(text: str, width: int) -> str:
+    text = _fit(text, width)
+    return text + " " * (width - text_width(text))
 
 
 def duration(seconds: float) -> str:
@@ -103,8 +124,8 @@ def _row_line(row: rw.Row, history: History, spark_w: int, color: bool) -> str:
         line = sparkline(values, 0.0 if row.kind == sig.INCREASE else None)
         line = _paint(line, "spark", color)
     lo, hi, last, unit = _stats(row)
-    label = _fit(_clean(row.title), LABEL_W)
-    return f"{label:<{LABEL_W}} {line} {lo:>{NUM_W}} {hi:>{NUM_W}} {last:>{NUM_W}} {unit}".rstrip()
+    label = _pad(_clean(row.title), LABEL_W)
+    return f"{label} {line} {lo:>{NUM_W}} {hi:>{NUM_W}} {last:>{NUM_W}} {unit}".rstrip()
 
 
 def _marker_line(history: History, spark_w: int, color: bool) -> tuple[str, bool]:
@@ -160,11 +181,12 @@ def render_screen(history: dict, width: int = 80, height: int = 24, color: bool 
     all_rows = [r for r in rw.build_rows(h) if r.screen]
     shown = [r for r in all_rows if not (r.hide_zero_on_screen and all(v == 0 for _, v in r.points))]
     events = [e for e in h.events if h.since <= e.time <= h.until]
-    budget = height - 3 - min(len(events), MIN_EVENT_LINES)
+    budget = max(1, height - 3 - min(len(events), MIN_EVENT_LINES))
     more = 0
     if len(shown) > budget:
-        more = len(shown) - (budget - 1)
-        shown = shown[: budget - 1]
+        keep = budget - 1  # one line says how many rows are left out
+        more = len(shown) - keep
+        shown = shown[:keep]
     if not shown and not more:
         lines.append(_fit(f"{label_pad} no key signal has data in this window", width))
     for row in shown:
@@ -177,11 +199,11 @@ def render_screen(history: dict, width: int = 80, height: int = 24, color: bool 
     listed = events[-room:] if room > 0 else []
     label = "events" if len(listed) == len(events) else f"events +{len(events) - len(listed)}"
     note = " ? clock unverified" if unverified else ""
-    lines.append(f"{_fit(label, LABEL_W):<{LABEL_W}} {marks}{note}")
+    lines.append(f"{_pad(label, LABEL_W)} {marks}{note}")
     if not events:
         lines[-1] = lines[-1] + ("" if note else " none")
     for e in listed:
         when = clock(e.time) if same_day else iso(e.time, False)[5:-1]
-        text = f"{marker(e.kind)} {when} {_fit(_clean(e.kind), 8):<8} {_clean(e.text)}"
+        text = f"{marker(e.kind)} {when} {_pad(_clean(e.kind), 8)} {_clean(e.text)}"
         lines.append(_fit(text, width))
     return "\n".join(lines[:height]) + "\n"
