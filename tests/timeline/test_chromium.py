@@ -35,7 +35,8 @@ TIMEOUT = 90
 @pytest.fixture(scope="module")
 def chromium() -> str:
     if not os.access(CHROMIUM, os.X_OK):
-        pytest.fail(f"{CHROMIUM} is missing: apt-get install chromium (Debian package 'chromium', in scripts/test's APT_PACKAGES)")
+        pytest.fail(f"{CHROMIUM} is missing: apt-get install chromium "
+                    "(Debian package 'chromium', listed in scripts/test's APT_PACKAGES)")
     return CHROMIUM
 
 
