@@ -1,0 +1,10 @@
+"""Field history rendered: the key signals on one terminal screen, or one self-contained HTML file.
+
+Pure: input is the history JSON (see ``history``), output is text. Nothing here reads files,
+the spool or the clock.
+"""
+
+from belabox_metrics.timeline.html import render_html
+from belabox_metrics.timeline.screen import render_screen
+
+__all__ = ["render_html", "render_screen"]
