@@ -306,13 +306,6 @@ class RowWriter:
                                             (now_ms - max_age_ms,))]
         return self.transaction(fn)
 
-    def restamp(self, ids: Collection[int], delta_ms: int) -> int:
-        def fn(c):
-            c.executemany("UPDATE batches SET wall_ms = wall_ms + ?, clock_synced = 1 WHERE id = ?",
-                          [(delta_ms, i) for i in ids])
-            return c.execute("SELECT changes()").fetchone()[0]
-        return self.transaction(fn)
-
     def count_drops(self, drops: dict[str, int]) -> None:
         """Inside a transaction: add to the persistent per-reason counters."""
         self.conn.executemany(

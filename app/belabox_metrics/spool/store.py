@@ -417,19 +417,6 @@ class Spool:
         self._count({"untrusted_clock": n}, persist=False)
         return n
 
-    def unsynced(self) -> list[tuple[int, str, int, int]]:
-        """(batch_id, boot_id, wall_ms, boottime_ns) of stored batches collected without a
-        trusted clock, parked or not, oldest first (for timekeeping)."""
-        with self._db:
-            return self._reader.unsynced()
-
-    def restamp(self, batch_ids: Collection[int], delta_ms: int) -> int:
-        """Shift batches' times by delta_ms (sample timestamps move along) and mark them synced."""
-        with self._db:
-            n = self._writer.restamp(list(batch_ids), delta_ms)
-        self._refresh_ends()
-        return n
-
     # --- upkeep ---------------------------------------------------------------------------
 
     def stats(self) -> SpoolStats:
