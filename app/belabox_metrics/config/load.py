@@ -13,8 +13,7 @@ from dataclasses import fields, is_dataclass
 from types import MappingProxyType
 from typing import Any
 
-import yaml
-
+from belabox_metrics.config import yamlfile
 from belabox_metrics.config.model import (
     BUILTIN_SOURCE,
     DEFAULT_CONFIG_PATH,
@@ -112,7 +111,8 @@ def read(path: str) -> str:
     """The text of a config file; ConfigError with one line when it cannot be read."""
     try:
         with open(path, encoding="utf-8") as fh:
-            return fh.read()
+            # Read one byte past the limit, never the whole of a huge file (or /dev/zero).
+            text = fh.read(yamlfile.MAX_BYTES + 1)
     except FileNotFoundError:
         raise ConfigError([f"{path}: file not found"]) from None
     except IsADirectoryError:
@@ -123,17 +123,15 @@ def read(path: str) -> str:
         raise ConfigError([f"{path}: not UTF-8 text"]) from None
     except OSError as e:
         raise ConfigError([f"{path}: cannot read ({e.strerror})"]) from None
+    if len(text) > yamlfile.MAX_BYTES:
+        raise ConfigError([f"{path}: larger than the {yamlfile.MAX_BYTES // 1024} KiB a config may be"])
+    return text
 
 
 def parse(text: str, where: str) -> dict:
-    """The YAML document as a mapping; ConfigError for a syntax error or another shape."""
-    try:
-        raw = yaml.safe_load(text)
-    except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        pos = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        problem = getattr(e, "problem", None) or str(e).splitlines()[0]
-        raise ConfigError([f"{where}: YAML syntax error{pos}: {problem}"]) from None
+    """The YAML document as a mapping; ConfigError for a syntax error, a refused input
+    (config/yamlfile.py: size, aliases, duplicate keys) or another shape."""
+    raw = yamlfile.load(text, where)
     if raw is None:
         raise ConfigError([f"{where}: file is empty (expected a mapping of settings)"])
     if not isinstance(raw, dict):
