@@ -40,7 +40,7 @@ def test_json(tree, tmp_path):
         ("eth0", "ethernet"), ("eth1", "modem"), ("usb1", "tether"), ("wlan0", "wifi"), ("wwan0", "modem")}
     modem = next(m for m in data["modems"] if m["vendor_id"] == "2c7c")
     assert set(modem) == {"key", "usb_path", "vendor_id", "product_id", "manufacturer", "model", "driver",
-                          "interfaces", "ports", "reason"}
+                          "interfaces", "ports", "reason", "bus"}
     assert len(modem["key"]) == 12
     assert all(set(e) == {"name", "kind", "reason"} for e in data["excluded"])
 

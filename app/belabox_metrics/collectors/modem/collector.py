@@ -1,10 +1,13 @@
 """Cellular modems: radio data from ModemManager (``mmcli -J``), the only module that talks to it.
 
 Every modem discovery knows appears, ModemManager or not: a HiLink stick is only a
-cdc_ether NIC, so it gets ``belabox_modem_info`` from its USB identity and the byte
-counters of its interface. ModemManager adds state, signal, registration and SIM.
+cdc_ether NIC, so it gets ``belabox_modem_info`` (identity, driver, bus and port) and
+``belabox_modem_present`` from udev/sysfs alone, plus the byte counters of its interface.
+ModemManager adds state, signal, registration and SIM, joined on the same ``modem`` key.
 Each mmcli call runs under ``modem.mmcli_timeout`` in its own process group and is
-killed when over time; after one timeout no further call is made in that cycle.
+killed when over time; after one timeout no further call is made in that cycle. When
+mmcli runs at all is schedule.py's decision: no process per cycle while the answer
+cannot have changed.
 """
 
 from __future__ import annotations
@@ -32,7 +35,8 @@ from belabox_metrics.collectors.modem.parse import (
     parse_sim,
     sim_locked,
 )
-from belabox_metrics.devices.model import Modem, modem_key
+from belabox_metrics.collectors.modem.schedule import ABSENT, PRESENT, ListSchedule, mmcli_missing, system_bus_missing
+from belabox_metrics.devices.model import DeviceChange, Modem, modem_key
 from belabox_metrics.samples import Sample, sample
 
 log = logging.getLogger(__name__)
@@ -44,6 +48,8 @@ SIGNAL_METRICS = {"rssi": "belabox_modem_rssi_dbm", "rsrp": "belabox_modem_rsrp_
 
 
 _STDERR_NOISE = re.compile(r"\(mmcli:\d+\)|\d\d:\d\d:\d\d\.\d+")
+_PCI_ADDRESS = re.compile(r"^[0-9a-f]{4}:[0-9a-f]{2}:[0-9a-f]{2}\.[0-7]$")
+NOT_RUNNING = "ModemManager not running: radio metrics unavailable"
 
 
 class MmcliError(Exception):
@@ -73,6 +79,18 @@ def _devpath(sysfs_path: str | None) -> str | None:
     return sysfs_path[i:] if i >= 0 else None
 
 
+def _bus(u: Modem | None, m: ModemStatus | None) -> tuple[str | None, str | None]:
+    """("usb", "1-1.2") or ("pci", "0000:01:00.0"): the port the modem sits in, as the kernel
+    log and lsusb/lspci name it (stable while it stays in that socket)."""
+    path = u.usb_path if u else _devpath(m.device if m else None)
+    if not path:
+        return None, None
+    name = path.rstrip("/").rsplit("/", 1)[-1]
+    if u is not None:
+        return u.bus, name
+    return ("pci" if _PCI_ADDRESS.match(name) else "usb"), name
+
+
 def _safe_ifname(name: str) -> bool:
     return bool(name) and "/" not in name and not name.startswith(".")
 
@@ -89,6 +107,9 @@ class ModemCollector(Collector):
         self._signal_setup_done: set[str] = set()  # MM paths set up during their current appearance
         self._timed_out = False
         self._warned: set[str] = set()
+        self.schedule = ListSchedule()
+        self._sims: dict[str, SimStatus] = {}  # SIM object path -> what mmcli said (a new SIM gets a new path)
+        self._unsubscribe: Any = None
 
     @property
     def problems(self) -> list[str]:
@@ -144,32 +165,61 @@ class ModemCollector(Collector):
             self._warned.add(key)
             log.warning("%s: %s", shown, line)
 
+    def _list(self, problems: list[str]) -> list[str]:
+        """The modem object paths, from mmcli only when the schedule says it may have changed."""
+        sched = self.schedule
+        why_absent = ("mmcli not found (modem.mmcli_path: " f"{self.cfg.mmcli_path!r})"
+                      if mmcli_missing(self.cfg.mmcli_path) else None)
+        if why_absent is None:
+            bus = system_bus_missing()
+            why_absent = f"ModemManager is not running ({bus})" if bus else None
+        if why_absent is not None:  # a stat said so: no process needed
+            sched.absent(why_absent)
+        elif not sched.must_list():
+            if sched.state == ABSENT:
+                problems.append(sched.absent_reason)
+            return list(sched.paths)
+        else:
+            try:
+                paths = parse_modem_list(self._mmcli("-L", "-J"))
+            except MmcliFormatError as e:
+                problems.append(f"mmcli -L -J returned malformed output: {e}")
+                self._count_error()
+                sched.unknown()
+            except MmcliError as e:
+                if e.kind in ("not_running", "missing"):
+                    sched.absent(e.args[0])
+                else:
+                    problems.append(e.args[0])
+                    self._count_error()
+                    sched.unknown()
+            else:
+                sched.listed(paths)
+                self._signal_setup_done &= set(paths)  # a modem that left and came back is set up again
+                self._sims.clear()
+                return paths
+        if sched.state == ABSENT:
+            problems.append(sched.absent_reason)
+        self._signal_setup_done.clear()
+        return []
+
     def _query(self, problems: list[str]) -> list[tuple[ModemStatus, SignalReport | None, SimStatus | None]]:
         """Everything ModemManager says about its modems; problems go to ``problems``."""
-        try:
-            paths = parse_modem_list(self._mmcli("-L", "-J"))
-        except MmcliFormatError as e:
-            problems.append(f"mmcli -L -J returned malformed output: {e}")
-            self._count_error()
-            return []
-        except MmcliError as e:
-            problems.append(e.args[0])
-            if e.kind not in ("not_running", "missing"):
-                self._count_error()
-            self._signal_setup_done.clear()
-            return []
-        self._signal_setup_done &= set(paths)  # a modem that left and came back is set up again
         out = []
-        for path in paths:
+        for path in self._list(problems):
             index = path.rsplit("/", 1)[-1]
             try:
                 status = parse_modem(self._mmcli("-m", index, "-J"))
             except MmcliError as e:
+                self.schedule.failed()  # gone, renumbered or ModemManager in trouble: list again
                 if e.kind == "gone":
                     log.debug("modem %s vanished between -L and -m: %s", index, e)
                     continue
+                if e.kind == "not_running":
+                    self.schedule.absent(e.args[0])
                 problems.append(e.args[0])
-                self._count_error()
+                if e.kind != "not_running":
+                    self._count_error()
                 continue
             except MmcliFormatError as e:
                 problems.append(f"mmcli -m {index} -J returned malformed output: {e}")
@@ -199,8 +249,12 @@ class ModemCollector(Collector):
     def _sim(self, status: ModemStatus, problems: list[str]) -> SimStatus | None:
         if status.sim_path is None:
             return None
+        if status.sim_path in self._sims:
+            return self._sims[status.sim_path]
         try:
-            return parse_sim(self._mmcli("-i", status.sim_path.rsplit("/", 1)[-1], "-J"))
+            sim = parse_sim(self._mmcli("-i", status.sim_path.rsplit("/", 1)[-1], "-J"))
+            self._sims[status.sim_path] = sim
+            return sim
         except (MmcliError, MmcliFormatError) as e:
             if not isinstance(e, MmcliError) or e.kind != "gone":
                 problems.append(f"SIM of modem {status.index}: {e}")
@@ -208,9 +262,9 @@ class ModemCollector(Collector):
 
     # --- matching and samples ----------------------------------------------------------------
 
-    def _entries(self, mm: list[tuple[ModemStatus, SignalReport | None, SimStatus | None]]) -> list[_Entry]:
+    def _entries(self, mm: list[tuple[ModemStatus, SignalReport | None, SimStatus | None]],
+                 udev: list[Modem]) -> list[_Entry]:
         registry = self.device_registry()
-        udev = list(registry.modems())
         by_path = {m.usb_path: m for m in udev}
         by_if = {i: m for m in udev for i in m.interfaces}
         entries: dict[str, _Entry] = {}
@@ -239,6 +293,7 @@ class ModemCollector(Collector):
         m, u = e.mm, e.udev
         base = {"modem": e.key}
         info = dict(base)
+        bus, bus_path = _bus(u, m)
         info.update({
             "manufacturer": (m.manufacturer if m else None) or (u.manufacturer if u else None),
             "model": (m.model if m else None) or (u.model if u else None),
@@ -246,10 +301,13 @@ class ModemCollector(Collector):
             "interface": e.interfaces[0] if e.interfaces else None,
             "operator": m.operator_name if m else None,
             "access_tech": ",".join(m.access_techs) if m and m.access_techs else None,
+            "driver": (u.driver if u else None) or (m.drivers[0] if m and m.drivers else None),
+            "bus": bus, "bus_path": bus_path,
         })
         if self.cfg.expose_identifiers and m and m.equipment_id:
             info["imei"] = m.equipment_id
-        out = [sample("belabox_modem_info", 1, info)]
+        # present: discovery or ModemManager sees it now; a modem gone has no series at all.
+        out = [sample("belabox_modem_info", 1, info), sample("belabox_modem_present", 1, base)]
         if m is not None:
             if m.state in MODEM_STATES:
                 out.append(sample("belabox_modem_state", MODEM_STATES[m.state], base))
@@ -303,12 +361,30 @@ class ModemCollector(Collector):
 
     # --- the cycle ----------------------------------------------------------------------------
 
+    def _on_device_change(self, change: DeviceChange) -> None:
+        if change.kind == "modem" and change.action in ("add", "remove"):
+            self.schedule.devices_changed()
+
+    def close(self) -> None:
+        if self._unsubscribe is not None:
+            self._unsubscribe()
+            self._unsubscribe = None
+        super().close()
+
     def collect(self) -> list[Sample]:
         self._timed_out = False
         problems: list[str] = []
+        registry = self.device_registry()
+        if self._unsubscribe is None and hasattr(registry, "subscribe"):
+            self._unsubscribe = registry.subscribe(self._on_device_change)
+        udev = list(registry.modems())  # first: a sysfs rescan here reports its changes before listing
         mm = self._query(problems)
-        entries = self._entries(mm)
+        entries = self._entries(mm, udev)
         kept: list[Sample] = []
+        if self.schedule.state in (PRESENT, ABSENT):
+            # Whether radio metrics can come at all: one series, so a dashboard or `diagnose`
+            # says it once rather than per modem.
+            kept.append(sample("belabox_modemmanager_up", 1 if self.schedule.state == PRESENT else 0, {}))
         dropped = {"max_modems": 0, "max_series": 0}
         budget = self.ctx.config.limits.max_series
         for i, entry in enumerate(entries):
