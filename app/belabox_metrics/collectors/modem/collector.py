@@ -117,6 +117,15 @@ class ModemCollector(Collector):
         slow or malformed); without this the runner's "ok" would hide it after every cycle."""
         return [self.status[1]] if self.status[0] != "ok" else []
 
+    def modemmanager_running(self) -> tuple[bool | None, str]:
+        """One check for `devices`: (True, "") when ModemManager answers, (False, why) when it
+        cannot run or is not running, (None, problem) when mmcli failed otherwise."""
+        problems: list[str] = []
+        self._list(problems)
+        if self.schedule.state == PRESENT:
+            return True, ""
+        return (False if self.schedule.state == ABSENT else None), "; ".join(problems)
+
     # --- mmcli ----------------------------------------------------------------------------
 
     def _mmcli(self, *args: str) -> str:
