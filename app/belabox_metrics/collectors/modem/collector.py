@@ -18,13 +18,10 @@ import re
 import signal
 import subprocess
 from collections import deque
-from dataclasses import dataclass, field
 from typing import Any
 
 from belabox_metrics.collectors import Collector, CollectorContext
 from belabox_metrics.collectors.modem.parse import (
-    MODEM_STATES,
-    REGISTRATION_STATES,
     MmcliFormatError,
     ModemStatus,
     SignalReport,
@@ -33,9 +30,9 @@ from belabox_metrics.collectors.modem.parse import (
     parse_modem_list,
     parse_signal,
     parse_sim,
-    sim_locked,
 )
 from belabox_metrics.collectors.modem.schedule import ABSENT, PRESENT, ListSchedule, mmcli_missing, system_bus_missing
+from belabox_metrics.collectors.modem.series import Entry, devpath, entry_samples
 from belabox_metrics.devices.model import DeviceChange, Modem, modem_key
 from belabox_metrics.samples import Sample, sample
 
@@ -43,12 +40,9 @@ log = logging.getLogger(__name__)
 
 DROPPED = "metrics_collector_dropped_series_total"
 ERRORS = "metrics_collector_collector_errors_total"
-SIGNAL_METRICS = {"rssi": "belabox_modem_rssi_dbm", "rsrp": "belabox_modem_rsrp_dbm",
-                  "rsrq": "belabox_modem_rsrq_db", "snr": "belabox_modem_snr_db"}
 
 
 _STDERR_NOISE = re.compile(r"\(mmcli:\d+\)|\d\d:\d\d:\d\d\.\d+")
-_PCI_ADDRESS = re.compile(r"^[0-9a-f]{4}:[0-9a-f]{2}:[0-9a-f]{2}\.[0-7]$")
 NOT_RUNNING = "ModemManager not running: radio metrics unavailable"
 
 
@@ -58,41 +52,6 @@ class MmcliError(Exception):
     def __init__(self, kind: str, message: str):
         super().__init__(message)
         self.kind = kind
-
-
-@dataclass
-class _Entry:
-    """One modem of this cycle: what discovery and ModemManager each know about it."""
-
-    key: str
-    udev: Modem | None = None
-    mm: ModemStatus | None = None
-    signal: SignalReport | None = None
-    sim: SimStatus | None = None
-    interfaces: list[str] = field(default_factory=list)
-
-
-def _devpath(sysfs_path: str | None) -> str | None:
-    if not sysfs_path:
-        return None
-    i = sysfs_path.find("/devices/")
-    return sysfs_path[i:] if i >= 0 else None
-
-
-def _bus(u: Modem | None, m: ModemStatus | None) -> tuple[str | None, str | None]:
-    """("usb", "1-1.2") or ("pci", "0000:01:00.0"): the port the modem sits in, as the kernel
-    log and lsusb/lspci name it (stable while it stays in that socket)."""
-    path = u.usb_path if u else _devpath(m.device if m else None)
-    if not path:
-        return None, None
-    name = path.rstrip("/").rsplit("/", 1)[-1]
-    if u is not None:
-        return u.bus, name
-    return ("pci" if _PCI_ADDRESS.match(name) else "usb"), name
-
-
-def _safe_ifname(name: str) -> bool:
-    return bool(name) and "/" not in name and not name.startswith(".")
 
 
 class ModemCollector(Collector):
@@ -272,14 +231,14 @@ class ModemCollector(Collector):
     # --- matching and samples ----------------------------------------------------------------
 
     def _entries(self, mm: list[tuple[ModemStatus, SignalReport | None, SimStatus | None]],
-                 udev: list[Modem]) -> list[_Entry]:
+                 udev: list[Modem]) -> list[Entry]:
         registry = self.device_registry()
         by_path = {m.usb_path: m for m in udev}
         by_if = {i: m for m in udev for i in m.interfaces}
-        entries: dict[str, _Entry] = {}
+        entries: dict[str, Entry] = {}
         matched: set[str] = set()
         for status, sig, sim in mm:
-            reg = by_path.get(_devpath(status.device) or "") or next(
+            reg = by_path.get(devpath(status.device) or "") or next(
                 (by_if[n] for n in status.net_ports if n in by_if), None)
             if status.equipment_id:
                 key = modem_key(f"imei:{status.equipment_id}")  # the key discovery derives too
@@ -292,81 +251,11 @@ class ModemCollector(Collector):
             if reg is not None:
                 matched.add(reg.usb_path)
             ifaces = list(dict.fromkeys([*status.net_ports, *(reg.interfaces if reg else ())]))
-            entries[key] = _Entry(key, reg, status, sig, sim, ifaces)
+            entries[key] = Entry(key, reg, status, sig, sim, ifaces)
         for reg in udev:
             if reg.usb_path not in matched and reg.key not in entries:
-                entries[reg.key] = _Entry(reg.key, reg, interfaces=list(reg.interfaces))
+                entries[reg.key] = Entry(reg.key, reg, interfaces=list(reg.interfaces))
         return [entries[k] for k in sorted(entries)]
-
-    def _samples(self, e: _Entry) -> list[Sample]:
-        m, u = e.mm, e.udev
-        base = {"modem": e.key}
-        info = dict(base)
-        bus, bus_path = _bus(u, m)
-        info.update({
-            "manufacturer": (m.manufacturer if m else None) or (u.manufacturer if u else None),
-            "model": (m.model if m else None) or (u.model if u else None),
-            "firmware": m.revision if m else None,
-            "interface": e.interfaces[0] if e.interfaces else None,
-            "operator": m.operator_name if m else None,
-            "access_tech": ",".join(m.access_techs) if m and m.access_techs else None,
-            "driver": (u.driver if u else None) or (m.drivers[0] if m and m.drivers else None),
-            "bus": bus, "bus_path": bus_path,
-        })
-        if self.cfg.expose_identifiers and m and m.equipment_id:
-            info["imei"] = m.equipment_id
-        # present: discovery or ModemManager sees it now; a modem gone has no series at all.
-        out = [sample("belabox_modem_info", 1, info), sample("belabox_modem_present", 1, base)]
-        if m is not None:
-            if m.state in MODEM_STATES:
-                out.append(sample("belabox_modem_state", MODEM_STATES[m.state], base))
-            if m.signal_quality is not None:
-                out.append(sample("belabox_modem_signal_quality_percent", m.signal_quality, base))
-            if m.registration in REGISTRATION_STATES:
-                out.append(sample("belabox_modem_registration_state", REGISTRATION_STATES[m.registration],
-                                  {**base, "state": m.registration}))
-            out.extend(self._sim_samples(e, base))
-        if e.signal is not None:
-            for tech, values in sorted(e.signal.values.items()):
-                for key, value in sorted(values.items()):
-                    out.append(sample(SIGNAL_METRICS[key], value, {**base, "access_tech": tech}))
-        for ifname in e.interfaces:
-            out.extend(self._bytes(ifname, base))
-        return out
-
-    def _sim_samples(self, e: _Entry, base: dict[str, str]) -> list[Sample]:
-        m = e.mm
-        assert m is not None
-        out = []
-        present: float | None = None
-        if m.sim_path is None and m.state not in (None, "unknown", "initializing"):
-            present = 0
-        elif e.sim is not None:
-            present = 1
-        if present is not None:
-            labels = dict(base)
-            if present and self.cfg.expose_identifiers and e.sim and e.sim.iccid:
-                labels["iccid"] = e.sim.iccid
-            out.append(sample("belabox_modem_sim_present", present, labels))
-        locked = sim_locked(m)
-        if locked is not None and present != 0:
-            out.append(sample("belabox_modem_sim_locked", 1 if locked else 0, base))
-        return out
-
-    def _bytes(self, ifname: str, base: dict[str, str]) -> list[Sample]:
-        if not _safe_ifname(ifname):
-            return []
-        out = []
-        stats = os.path.join(self.ctx.sysfs, "class", "net", ifname, "statistics")
-        for direction, metric in (("rx", "belabox_modem_receive_bytes_total"),
-                                  ("tx", "belabox_modem_transmit_bytes_total")):
-            try:
-                with open(os.path.join(stats, f"{direction}_bytes"), encoding="ascii") as fh:
-                    value = int(fh.read().strip())
-            except (OSError, ValueError):
-                continue  # interface gone or counter unreadable: omitted, never 0
-            out.append(sample(metric, value, {**base, "interface": ifname}))
-        return out
 
     # --- the cycle ----------------------------------------------------------------------------
 
@@ -397,7 +286,7 @@ class ModemCollector(Collector):
         dropped = {"max_modems": 0, "max_series": 0}
         budget = self.ctx.config.limits.max_series
         for i, entry in enumerate(entries):
-            series = self._samples(entry)
+            series = entry_samples(entry, self.cfg, self.ctx.sysfs)
             if i >= self.cfg.max_modems:
                 dropped["max_modems"] += len(series)
                 continue
