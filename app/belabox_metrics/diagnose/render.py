@@ -210,6 +210,8 @@ def _devices(out: _Out, dev: Mapping[str, Any]) -> None:
         if m.get("rsrp_dbm") is not None:
             bits.append(f"RSRP {m['rsrp_dbm']:.0f} dBm")
         out.row("Modems" if i == 0 else "", f"{m['modem']}: " + ", ".join(bits))
+    if modems and dev.get("modemmanager_up") == 0:  # once, not per modem
+        out.row("", "ModemManager not running: radio metrics unavailable")
     for i, d in enumerate(dev.get("filesystems") or []):
         used = f"{d['used_percent']:.0f}% used" if d.get("used_percent") is not None else "usage ?"
         free = f"{human_bytes(d.get('avail_bytes'))} free of {human_bytes(d.get('size_bytes'))}"
