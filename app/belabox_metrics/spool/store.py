@@ -94,6 +94,10 @@ class Spool:
         self._readonly = False
         self.open_report = OpenReport(None, 0, 0, "")
 
+    def wal_share_bytes(self) -> int:
+        """What the WAL may hold before it is checkpointed and truncated (journal_size_limit)."""
+        return self._budget.wal_bytes
+
     def reconfigure(self, cfg: StorageConfig) -> int:
         """SIGHUP: a new size cap, commit interval and checkpoint settings take effect now
         (the path does not: the agent says a restart is needed). Returns samples dropped to
