@@ -158,7 +158,7 @@ def not_running_reason(lk: dict[str, Any], url: str, err: str, sysd: dict[str, s
         gone = "no longer exists" if not lk["pid_alive"] else "is alive but holds no lock"
         why = f"stale lock file {lk['path']} (PID {lk['pid']} {gone}); {url} does not answer ({err})"
     elif lk["exists"]:
-        why = f"lock file {lk['path']} is free; {url} does not answer ({err})"
+        why = f"stopped cleanly (lock file {lk['path']} is free and empty); {url} does not answer ({err})"
     else:
         why = f"no lock file at {lk['path']} (never started with this data path); {url}: {err}"
     if sysd:
