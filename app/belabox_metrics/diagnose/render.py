@@ -6,6 +6,7 @@ ASCII only (a serial console or a minimal locale must show it), every line wrapp
 
 from __future__ import annotations
 
+import re
 import textwrap
 from collections.abc import Mapping
 from typing import Any
@@ -83,10 +84,14 @@ class _Out:
 def render(report: Mapping[str, Any], width: int = 80, colour: bool = False) -> str:
     out = _Out(width, colour)
     status = report.get("status", "error")
-    head = f"metrics-collector diagnose, device {report.get('device_id') or '?'}, {report.get('generated', '')}"
+    generated = re.sub(r"\.\d+(?=Z|[+-]\d\d:\d\d$)", "", str(report.get("generated", "")))  # whole seconds
+    head = f"metrics-collector diagnose  {report.get('device_id') or '?'}  {generated}"
     verdict = status.upper()
     room = out.width - len(verdict) - 1
-    out.lines.append(head[:room].ljust(room) + " " + out.paint(verdict, status))
+    if len(head) > room:  # never cut the time: the verdict goes to a line of its own
+        out.lines.append(head[:out.width])
+        head = ""
+    out.lines.append(head.ljust(room) + " " + out.paint(verdict, status))
     _service(out, report.get("service") or {})
     _components(out, report.get("components") or {})
     _spool(out, report.get("spool") or {})
