@@ -88,9 +88,9 @@ def render(report: Mapping[str, Any], width: int = 80, colour: bool = False) -> 
     head = f"metrics-collector diagnose  {report.get('device_id') or '?'}  {generated}"
     verdict = status.upper()
     room = out.width - len(verdict) - 1
-    if len(head) > room:  # never cut the time: the verdict goes to a line of its own
-        out.lines.append(head[:out.width])
-        head = ""
+    if len(head) > room:  # never cut the time: it goes with the verdict to a line of their own
+        out.lines.append(f"metrics-collector diagnose  {report.get('device_id') or '?'}"[:out.width])
+        head = generated
     out.lines.append(head.ljust(room) + " " + out.paint(verdict, status))
     _service(out, report.get("service") or {})
     _components(out, report.get("components") or {})
