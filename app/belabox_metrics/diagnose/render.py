@@ -85,11 +85,11 @@ def render(report: Mapping[str, Any], width: int = 80, colour: bool = False) -> 
     out = _Out(width, colour)
     status = report.get("status", "error")
     generated = re.sub(r"\.\d+(?=Z|[+-]\d\d:\d\d$)", "", str(report.get("generated", "")))  # whole seconds
-    head = f"metrics-collector diagnose  {report.get('device_id') or '?'}  {generated}"
+    head = f"diagnose, device {report.get('device_id') or '?'}  {generated}"
     verdict = status.upper()
     room = out.width - len(verdict) - 1
     if len(head) > room:  # never cut the time: it goes with the verdict to a line of their own
-        out.lines.append(f"metrics-collector diagnose  {report.get('device_id') or '?'}"[:out.width])
+        out.lines.append(f"diagnose, device {report.get('device_id') or '?'}"[:out.width])
         head = generated
     out.lines.append(head.ljust(room) + " " + out.paint(verdict, status))
     _service(out, report.get("service") or {})
