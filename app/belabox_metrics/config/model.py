@@ -109,7 +109,7 @@ class StorageConfig:
     wal_checkpoint_interval: float = 3600.0
     wal_checkpoint_size_mb: int = 64
     max_size_mb: int = 64
-    commit_interval: float = 10.0
+    commit_interval: float = 120.0  # > upload_interval, so an acknowledged batch is never written
     fallback_path: str = ""  # e.g. /data/belabox-metrics on read-only-root images
     parked_max_age: float = 7 * 86400.0  # untrusted-clock batches of earlier boots
 
