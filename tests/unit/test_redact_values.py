@@ -132,3 +132,25 @@ def test_log_filter_redacts_message_arguments_and_traceback():
         assert secret not in out
     assert "WARNING upload to http://fleet:<redacted>@vm.example:8428" in out
     assert "boom 1" in out and "RuntimeError: bad token <redacted>" in out
+
+
+def test_health_json_never_carries_url_credentials_from_an_exception_message():
+    import urllib.request
+
+    from belabox_metrics.health.registry import DEGRADED, Registry
+    from belabox_metrics.health.server import HealthServer
+    reg = Registry()
+    reg.update("collector.x", DEGRADED, f"fetch failed: {URL} said no (Authorization: Bearer {TOKEN})",
+               {"url": URL, "mac": "a4:5e:60:d2:1b:7f"})
+    server = HealthServer("127.0.0.1:0", reg, lambda: "")
+    server.start()
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{server.port}/health", timeout=5) as r:
+            body = r.read().decode()
+    finally:
+        server.stop()
+    for secret in ("PASSw0rd9", "KEY123456", TOKEN):
+        assert secret not in body
+    comp = json.loads(body)["components"]["collector.x"]
+    assert comp["message"].startswith("fetch failed: http://fleet:<redacted>@vm.example:8428/api/v1/import?authKey=")
+    assert comp["details"]["mac"] == "a4:5e:60:d2:1b:7f"  # identifiers are not the server's to hide
