@@ -127,3 +127,11 @@ def test_every_json_file_of_a_bundle_parses_and_keeps_its_numbers(tmp_path):
     assert json.loads(files["report.json"])["board"]["ratio"] == 40.123456789012345
     assert "kernel.txt" in files and "usb 6-1: reset high-speed USB device" in files["kernel.txt"]
     assert "metrics.txt: the agent is not running" in files["MANIFEST.txt"]
+
+
+def test_render_without_events_names_the_source_and_its_problem():
+    from belabox_metrics.diagnose.render import render
+    text = render({"status": "ok", "kernel_events": {"source": "journalctl -k (this boot)", "counts": {},
+                                                     "recent": [], "problems": ["not in group systemd-journal"]}})
+    assert "Kernel     no events that matter in journalctl -k (this boot)" in text
+    assert "problem: not in group systemd-journal" in text

@@ -44,7 +44,7 @@ def summarise(events: Iterable[Mapping[str, Any]], counts: Mapping[str, int] | N
         by_kind: dict[str, int] = {}
         for e in recent:
             by_kind[e["kind"]] = by_kind.get(e["kind"], 0) + 1
-        counts, counted = by_kind, "the lines below"
+        counts, counted = by_kind, "the lines below"  # the replay keeps kernel_event_lines of them
     else:
         counted = "the running agent (this boot)"
     return {"source": source, "counts": dict(sorted(counts.items())), "counted_from": counted,

@@ -206,8 +206,11 @@ def _kernel(out: _Out, ke: Mapping[str, Any]) -> None:
         out.row("Kernel", f"not watched: {ke['disabled']}")
         return
     counts = {k: v for k, v in (ke.get("counts") or {}).items() if v}
-    summary = ", ".join(f"{k} {_num(v)}" for k, v in counts.items()) or "no events that matter"
-    out.row("Kernel", f"{summary} (from {ke.get('counted_from') or ke.get('source') or '?'})")
+    if counts:
+        out.row("Kernel", ", ".join(f"{k} {_num(v)}" for k, v in counts.items())
+                + f" (counted from {ke.get('counted_from') or '?'})")
+    else:
+        out.row("Kernel", f"no events that matter in {ke.get('source') or '?'}")
     recent = ke.get("recent") or []
     for e in recent[-SHOWN_KERNEL_LINES:]:
         where = e.get("device") or "?"
