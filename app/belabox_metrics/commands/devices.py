@@ -22,6 +22,8 @@ from belabox_metrics.commands.common import load_config
 from belabox_metrics.devices.discovery import DEFAULT_UDEV_RUN_DIR, Discovery
 from belabox_metrics.devices.model import DeviceChange, Disk, Excluded, Modem, NetIf
 from belabox_metrics.devices.registry import DeviceRegistry
+from belabox_metrics.diagnose.secrets import redactor
+from belabox_metrics.redact import Redactor
 
 
 def setup(p: argparse.ArgumentParser) -> None:
@@ -98,21 +100,22 @@ def main(args: argparse.Namespace) -> int:
         return exitcodes.USAGE
     registry = DeviceRegistry()
     discovery = Discovery(registry, sysfs=sysfs, udev_run_dir=args.udev_dir)
+    red = redactor(cfg)  # USB serials and MACs follow modem.expose_identifiers, as everywhere
     if args.watch:
-        return _watch(registry, discovery, args.json)
+        return _watch(registry, discovery, args.json, red)
     discovery.scan_once()
     mm = modemmanager(cfg, sysfs)
     if args.json:
         data = registry.snapshot()
         data["discovery"] = {"mode": discovery.mode, "message": discovery.message}
         data["modemmanager"] = mm
-        print(json.dumps(data, indent=2))
+        print(json.dumps(red.tree(data), indent=2))
     else:
-        print(render(registry, discovery, mm))
+        print(red.text(render(registry, discovery, mm)))
     return exitcodes.OK
 
 
-def _watch(registry: DeviceRegistry, discovery: Discovery, as_json: bool) -> int:
+def _watch(registry: DeviceRegistry, discovery: Discovery, as_json: bool, red: Redactor) -> int:
     stop = threading.Event()
     out_lock = threading.Lock()
 
@@ -121,9 +124,9 @@ def _watch(registry: DeviceRegistry, discovery: Discovery, as_json: bool) -> int
 
     def show(change: DeviceChange) -> None:
         if as_json:
-            line = json.dumps(change.to_json(), sort_keys=True)
+            line = json.dumps(red.tree(change.to_json()), sort_keys=True)
         else:
-            line = f"{change.action:<7} {change.kind:<10} {describe(change.item)}"
+            line = red.text(f"{change.action:<7} {change.kind:<10} {describe(change.item)}")
         with out_lock:
             print(line, flush=True)
 

@@ -20,7 +20,9 @@ from belabox_metrics import config as configmod
 from belabox_metrics import exitcodes
 from belabox_metrics.commands.common import load_config
 from belabox_metrics.diagnose.render import human_bytes, human_duration
+from belabox_metrics.diagnose.secrets import redactor
 from belabox_metrics.platform import lock
+from belabox_metrics.redact import secret_labels
 from belabox_metrics.spool import export as queue_export
 from belabox_metrics.spool import view as spool_view
 
@@ -112,10 +114,10 @@ def _stats(cfg: configmod.Config, db: str, args) -> int:
                                          "parked_batches", "parked_samples") if hasattr(st, k)}
     plain["dropped"] = dict(st.dropped)
     if args.json:
-        print(json.dumps(plain, indent=2, sort_keys=True))
+        print(json.dumps(redactor(cfg).tree(plain), indent=2, sort_keys=True))
         return exitcodes.OK
     age = f", oldest {human_duration(time.time() - st.oldest_wall_ms / 1000)} old" if st.oldest_wall_ms else ""
-    print(f"spool      {st.path}")
+    print(f"spool      {redactor(cfg).text(st.path)}")
     print(f"pending    {st.pending_samples:,} samples in {st.pending_batches:,} batches, "
           f"{human_bytes(st.pending_bytes)}{age}")
     print(f"parked     {getattr(st, 'parked_samples', 0):,} samples (earlier boot, clock not trusted)")
@@ -134,8 +136,8 @@ def _stats_from_agent(cfg: configmod.Config, db: str, args, pid: int | None) -> 
     try:
         _, text = diagnose.http_get(url)
     except OSError as e:
-        print(f"queue stats: the agent (PID {pid or '?'}) holds {db} and {url} does not answer ({e})",
-              file=sys.stderr)
+        print(redactor(cfg).text(f"queue stats: the agent (PID {pid or '?'}) holds {db} and {url} does not "
+                                 f"answer ({e})"), file=sys.stderr)
         return exitcodes.FAILURE
     live = diagnose_facts.spool_from_metrics(parse_exposition(text).samples)
     if live is None:
@@ -144,7 +146,7 @@ def _stats_from_agent(cfg: configmod.Config, db: str, args, pid: int | None) -> 
     plain = {"path": db, "source": f"the running agent (PID {pid or '?'})",
              **{k: v for k, v in live.items() if k != "dropped"}, "dropped": live["dropped"]}
     if args.json:
-        print(json.dumps(plain, indent=2, sort_keys=True))
+        print(json.dumps(redactor(cfg).tree(plain), indent=2, sort_keys=True))
         return exitcodes.OK
     age = live.get("oldest_age_seconds")
     print(f"spool      {db} (from the running agent, PID {pid or '?'})")
@@ -169,7 +171,9 @@ def _export(cfg: configmod.Config, db: str, args) -> int:
     since = parse_when(args.since, now) if args.since else None
     until = parse_when(args.until, now) if args.until else None
     device_id = _device_id(cfg)
-    extra = dict(cfg.remote.extra_labels)
+    # Secret-named extra labels (redact.SECRET_NAME) are exported as <redacted>: an export is
+    # output, and it is read by people before it is re-imported anywhere.
+    extra = secret_labels(cfg.remote.extra_labels)
     out = open(args.output, "w", encoding="utf-8") if args.output else sys.stdout  # noqa: SIM115
     count = 0
     try:

@@ -23,6 +23,17 @@ def setup(p: argparse.ArgumentParser) -> None:
     add_roots(p)
 
 
+def _redact_logs(cfg: configmod.Config) -> None:
+    """Every log line passes through the config's Redactor (URL passwords, query values, the
+    token, secret extra labels) whatever path brought a secret into it. Identifiers stay: the
+    journal does not leave the box, and the bundle's copy of it is redacted in full."""
+    from belabox_metrics.diagnose.secrets import redactor
+    from belabox_metrics.redact import LogFilter, Redactor
+    red = Redactor(redactor(cfg).secrets, identifiers=False)
+    for handler in logging.getLogger().handlers:
+        handler.addFilter(LogFilter(red))
+
+
 def main(args: argparse.Namespace) -> int:
     try:
         # Validated in a child: jsonschema never becomes resident in the long-running agent.
@@ -32,6 +43,7 @@ def main(args: argparse.Namespace) -> int:
             print(line, file=sys.stderr)
         return exitcodes.CONFIG
     logsetup.setup(cfg.logging.level, cfg.logging.format)
+    _redact_logs(cfg)
     residency.limit()
     config_path = None if cfg.source.startswith("<") else cfg.source
     agent = Agent(cfg, Roots.from_config(cfg, args), config_path=config_path, notifier=notify.Notifier())

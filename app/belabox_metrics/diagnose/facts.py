@@ -180,8 +180,10 @@ def upload_facts(health: Mapping[str, Any] | None, metrics: Iterable[Sample]) ->
     if "last_error" not in out and comp.get("status") not in (None, OK):
         out["last_error"] = comp.get("message")  # the uploader names the failure in its message
     for key in ("last_error_status", "http_status", "last_status", "status_code"):
-        if details.get(key) not in (None, "", 0):
-            out["http_status"] = details[key]
+        v = details.get(key)
+        # last_status is the last answer's, also a success's: a 2xx is no error to show.
+        if v not in (None, "", 0) and not (isinstance(v, int) and 200 <= v < 300):
+            out["http_status"] = v
             break
     m = _HTTP_STATUS.search(out.get("last_error") or "")
     if m and "http_status" not in out:

@@ -21,6 +21,8 @@ from belabox_metrics import __version__
 from belabox_metrics import config as configmod
 from belabox_metrics.diagnose import devices as diagnose_devices
 from belabox_metrics.diagnose import facts as diagnose_facts
+from belabox_metrics.diagnose import kernel as diagnose_kernel
+from belabox_metrics.diagnose.secrets import redactor
 from belabox_metrics.health.registry import rfc3339
 from belabox_metrics.health.scrape import parse_exposition
 from belabox_metrics.platform import lock
@@ -220,9 +222,12 @@ def gather(args: argparse.Namespace, environ: dict[str, str] | None = None) -> d
     report["clock"] = clock_facts(health_doc)
     report["devices"] = diagnose_devices.device_facts(cfg, args, samples, running=metrics_text is not None)
     report["board"] = diagnose_devices.board_facts(cfg, args)
+    report["kernel_events"] = diagnose_kernel.kernel_facts(cfg, diagnose_devices.roots(cfg, args), samples,
+                                                           running=metrics_text is not None)
     _local_findings(cfg, report)
     report["status"] = diagnose_facts.verdict(report)
-    return report
+    # Every output (text, --json, the bundle) is made from this one redacted report.
+    return redactor(cfg, environ).tree(report)
 
 
 def _device_id(samples, cfg: configmod.Config, args) -> str:

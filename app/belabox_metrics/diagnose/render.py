@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from typing import Any
 
 LABEL_WIDTH = 11
+SHOWN_KERNEL_LINES = 8  # the text report's last kernel events; --json keeps them all
 _RANK = {"ok": 0, "degraded": 1, "error": 2}
 _COLOURS = {"ok": "32", "degraded": "33", "error": "31", "running": "32", "not running": "31"}
 
@@ -98,6 +99,7 @@ def render(report: Mapping[str, Any], width: int = 80, colour: bool = False) -> 
     _uploads(out, report.get("uploads") or {})
     _clock(out, report.get("clock") or {})
     _devices(out, report.get("devices") or {})
+    _kernel(out, report.get("kernel_events") or {})
     board = report.get("board") or {}
     if board:
         out.row("Board", board.get("text") or "unknown board profile")
@@ -199,6 +201,31 @@ def _clock(out: _Out, clk: Mapping[str, Any]) -> None:
     if clk.get("message"):
         text += f" ({clk['message']})"
     out.row("Clock", text)
+
+
+def _kernel(out: _Out, ke: Mapping[str, Any]) -> None:
+    """Counts per kind, then the last few event lines with their times (newest last)."""
+    if not ke:
+        return
+    if ke.get("disabled"):
+        out.row("Kernel", f"not watched: {ke['disabled']}")
+        return
+    counts = {k: v for k, v in (ke.get("counts") or {}).items() if v}
+    if counts:
+        out.row("Kernel", ", ".join(f"{k} {_num(v)}" for k, v in counts.items())
+                + f" (counted from {ke.get('counted_from') or '?'})")
+    else:
+        out.row("Kernel", f"no events that matter in {ke.get('source') or '?'}")
+    recent = ke.get("recent") or []
+    for e in recent[-SHOWN_KERNEL_LINES:]:
+        where = e.get("device") or "?"
+        if e.get("modem"):
+            where += f" (modem {e['modem']})"
+        out.row("", f"{e.get('time') or '?'} {e.get('kind')} {where}", hang=2)
+    if len(recent) > SHOWN_KERNEL_LINES:
+        out.row("", f"({len(recent) - SHOWN_KERNEL_LINES} earlier lines in --json)")
+    for p in ke.get("problems") or []:
+        out.row("", f"problem: {p}")
 
 
 def _devices(out: _Out, dev: Mapping[str, Any]) -> None:
