@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import math
 import random
 import resource
 import sys
@@ -32,6 +33,8 @@ import tempfile
 import threading
 import time
 from pathlib import Path
+
+import requests
 
 HERE = Path(__file__).resolve()
 sys.path[:0] = [str(HERE.parents[2] / "app"), str(HERE.parents[2])]
@@ -102,6 +105,8 @@ def main(argv: list[str] | None = None) -> int:
         work = Path(tmp)
         vm = VictoriaMetrics(work / "vm").start()
         vma = None
+        boxes: list[Box] = []
+        stop = threading.Event()
         try:
             listen = f"127.0.0.1:{free_port()}"
             fleet = FleetDir.create(work / "fleet", Settings(vm.base, vm.base, f"http://{listen}", listen))
@@ -133,7 +138,6 @@ def main(argv: list[str] | None = None) -> int:
                   f"{'aligned' if args.aligned else 'random'} phases; "
                   f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}")
 
-            stop = threading.Event()
 
             def feeder():
                 while not stop.wait(args.collection_interval):
@@ -153,8 +157,12 @@ def main(argv: list[str] | None = None) -> int:
             vma = Vmauth(fleet.path, work / "vmauth.log").start()  # the server comes back: t=0
             t_back, back_ms = time.monotonic(), int(time.time() * 1000)
 
-            def requests_total() -> float:
-                return vm.metric("vm_http_requests_total", 'path="/api/v1/import", protocol="vmimport"')
+            def requests_total() -> float | None:
+                try:
+                    return vm.metric("vm_http_requests_total", 'path="/api/v1/import", protocol="vmimport"')
+                except requests.RequestException as e:  # a loaded machine: skip this sample
+                    print(f"  (t={time.monotonic() - t_back:.0f}s: VictoriaMetrics /metrics: {e.__class__.__name__})")
+                    return None
 
             samples = []  # (t, requests, bytes total, per-box bytes)
             drained_at = None
@@ -162,22 +170,26 @@ def main(argv: list[str] | None = None) -> int:
             while time.monotonic() < deadline:
                 per_box = [b.sm.value(BYTES) for b in boxes]
                 t = time.monotonic() - t_back
-                samples.append((t, requests_total(), sum(per_box), per_box))
+                req = requests_total()
+                if req is not None:
+                    samples.append((t, req, sum(per_box), per_box))
                 if drained_at is None and all((b.spool.stats().oldest_wall_ms or 1 << 62) >= back_ms
                                               for b in boxes):
                     drained_at = t
                 if drained_at is not None and t >= drained_at + steady_s:
                     break
-                time.sleep(max(0.0, t_back + len(samples) - time.monotonic()))
+                time.sleep(max(0.0, t_back + math.ceil(t + 1e-3) - time.monotonic()))
+        finally:
             stop.set()
             for b in boxes:
                 b.up.stop(timeout=2, final_upload=False)
-        finally:
             if vma is not None:
                 vma.stop()
             vm.stop()
 
-    rates = [(b[0], b[1] - a[1], b[2] - a[2]) for a, b in zip(samples, samples[1:], strict=False)]
+    # per second, also across a skipped sample
+    rates = [(b[0], (b[1] - a[1]) / (b[0] - a[0]), (b[2] - a[2]) / (b[0] - a[0]))
+             for a, b in zip(samples, samples[1:], strict=False)]
     if drained_at is None:
         print(f"NOT DRAINED within {args.timeout:g}s")
         return 1
