@@ -150,3 +150,17 @@ def test_list_reads_every_field_and_puts_dark_boxes_first(vm, tmp_path):
     table = ok("list", d).stdout.splitlines()
     assert table[0].split()[:2] == ["DEVICE", "STATUS"]
     assert table[1].startswith("dark-1") and "DARK" in table[1] and "1/2" in table[-1]
+
+
+def test_a_rotated_out_token_is_retired_when_its_grace_ends(tmp_path):
+    d = _init(tmp_path)
+    ok("enroll", d, "box-g", "--seed-out", tmp_path / "g1.yaml")
+    ok("rotate", d, "box-g", "--seed-out", tmp_path / "g2.yaml", "--grace", "1h")
+    auth = yaml.safe_load(Path(d, "vmauth.yml").read_text())
+    assert sorted(u["name"] for u in auth["users"] if u["name"].startswith("box-g")) == ["box-g#1", "box-g#2"]
+    assert "retired" not in ok("sync", d).stdout  # vmauth is down: only the grace can retire, and it runs
+    res = ok("rotate", d, "box-g", "--seed-out", tmp_path / "g3.yaml", "--grace", "0s")  # a hard cut-over
+    assert "retired old token box-g#1" in res.stdout and "retired old token box-g#2" in res.stdout
+    auth = yaml.safe_load(Path(d, "vmauth.yml").read_text())
+    new = yaml.safe_load((tmp_path / "g3.yaml").read_text())["token"]
+    assert [u["bearer_token"] for u in auth["users"] if u["name"].startswith("box-g")] == [new]

@@ -86,8 +86,9 @@ def test_revoked_box_errors_within_one_interval_and_lists_as_refused(stack, tmp_
         t_revoked = time.monotonic()
         agent.wait_for(lambda: _uploader(agent)["status"] == "error", timeout=10, what="uploader error")
         took = time.monotonic() - t_revoked
-        # One upload interval (1 s) plus the cycle's own requests; the config was live when revoke returned.
-        assert took <= 2.5, (took, dump(_uploader(agent)))
+        # One upload interval (1 s) plus the cycle's own requests and a loaded machine's slack;
+        # the config was live when revoke returned.
+        assert took <= 3.0, (took, dump(_uploader(agent)))
         up = _uploader(agent)
         assert up["details"]["last_status"] in (400, 401, 403), dump(up)
         assert seed["token"] not in agent.log() and seed["token"] not in str(up)

@@ -132,7 +132,8 @@ class VmauthClient:
 
     def apply(self, probe_token: str, timeout: float = APPLY_TIMEOUT) -> Applied:
         """Ask vmauth to re-read its config and wait until it runs the one just written."""
-        deadline = time.monotonic() + timeout
+        started = time.monotonic()
+        deadline = started + timeout
         try:
             self.reload()
         except requests.ConnectionError:
@@ -146,7 +147,7 @@ class VmauthClient:
             except requests.RequestException as e:
                 state = e.__class__.__name__
             if state == "known":
-                return Applied(True, "vmauth runs the new config")
+                return Applied(True, f"vmauth runs the new config ({time.monotonic() - started:.2f}s after the change)")
             time.sleep(0.05)
         return Applied(False, f"vmauth at {self.base} did not load the new config within {timeout:g}s "
                               f"(probe: {state}); see its log: the previous config stays in force")
