@@ -26,7 +26,6 @@ import yaml
 
 from belabox_metrics.fleet import vmauth
 from belabox_metrics.fleet.registry import (
-    EXIT_RUNTIME,
     EXIT_USAGE,
     Device,
     FleetDir,
@@ -201,5 +200,5 @@ def settle_if_due(path: str) -> list[str]:
     return sync(path).retired or []
 
 
-__all__ = ["Change", "EXIT_RUNTIME", "enroll", "register", "revoke", "rotate", "seed_text", "settle_if_due",
+__all__ = ["Change", "enroll", "register", "revoke", "rotate", "seed_text", "settle_if_due",
            "sync"]
