@@ -75,3 +75,16 @@ def test_bad_arguments_are_a_usage_error(capsys):
         bench.main(["--intervals", "thirty"])
     assert e.value.code == 2
     assert "--intervals" in capsys.readouterr().err
+
+
+def test_profile_counts_self_and_inclusive_samples_per_function():
+    from tests.bench.profile_agent import parse_collapsed, short
+    raw = ("process 1:\"python\";main (/r/app/belabox_metrics/agent.py);read (/r/app/belabox_metrics/x.py) 3\n"
+           "process 1:\"python\";main (/r/app/belabox_metrics/agent.py) 2\n"
+           "garbage\n")
+    own, incl, total = parse_collapsed(raw)
+    main, read = "main (/r/app/belabox_metrics/agent.py)", "read (/r/app/belabox_metrics/x.py)"
+    assert total == 5
+    assert own == {read: 3, main: 2}
+    assert incl == {main: 5, read: 3}
+    assert short(read) == "read (belabox_metrics/x.py)"
