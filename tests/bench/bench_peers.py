@@ -29,6 +29,8 @@ from contextlib import ExitStack
 from datetime import datetime, timezone
 from pathlib import Path
 
+import requests
+
 HERE = Path(__file__).resolve()
 for p in (str(HERE.parents[2] / "app"), str(HERE.parents[2])):
     if p not in sys.path:
@@ -70,7 +72,7 @@ class Run:
         self.control: LoopFs | None = None
 
     def build(self, es: ExitStack) -> None:
-        notify = NotifyListener(self.work)
+        notify = NotifyListener()
         es.callback(notify.close)
         n = 0
 
@@ -197,15 +199,21 @@ def main(argv: list[str] | None = None) -> int:
     try:
         with tempfile.TemporaryDirectory(dir=args.dir, prefix="bench-peers-") as tmp:
             work = Path(tmp)
-            with VictoriaMetrics(work / "vm") as vm:
-                for i in range(args.runs):
-                    rdir = work / f"run{i + 1}"
-                    rdir.mkdir()
-                    with ExitStack() as es:
-                        run = Run(rdir, args, vm)
-                        run.build(es)
+            for i in range(args.runs):
+                rdir = work / f"run{i + 1}"
+                rdir.mkdir()
+                # A VictoriaMetrics per run: one run's series never count in another's.
+                with VictoriaMetrics(rdir / "vm") as vm, ExitStack() as es:
+                    run = Run(rdir, args, vm)
+                    run.build(es)
+                    try:
                         runs.append(run.measure())
-                    print(f"run {i + 1}/{args.runs} done ({runs[-1]['window_s']:.0f} s window)", file=sys.stderr)
+                    except requests.RequestException as e:
+                        state = "running" if vm.proc and vm.proc.poll() is None else (
+                            f"exited with {vm.proc.returncode if vm.proc else '?'}")
+                        raise VMError(f"run {i + 1}: VictoriaMetrics did not answer ({e.__class__.__name__}); "
+                                      f"it is {state}; log tail:\n{vm.log_tail()}") from None
+                print(f"run {i + 1}/{args.runs} done ({runs[-1]['window_s']:.0f} s window)", file=sys.stderr)
     except (LoopFsError, StackError, VMError) as e:
         print(f"bench_peers: {e}", file=sys.stderr)
         return 1

@@ -92,8 +92,7 @@ class NotifyListener:
     """Test-owned NOTIFY_SOCKETs, drained by one thread (an unread datagram queue would block
     the agent's STATUS sends); remembers when each socket first got READY=1."""
 
-    def __init__(self, workdir: Path):
-        self.workdir = workdir
+    def __init__(self):
         self.socks: dict[int, tuple[str, socket.socket]] = {}
         self.ready_at: dict[str, float] = {}
         self._stop = threading.Event()
@@ -101,9 +100,11 @@ class NotifyListener:
         self._thread.start()
 
     def new_socket(self, name: str) -> str:
-        path = str(self.workdir / f"{name}.notify")
+        """An abstract socket ("@..." in NOTIFY_SOCKET): no path length limit (108 bytes would
+        not fit pytest's tmp_path), nothing left on disk."""
+        path = f"@bench-peers-{os.getpid()}-{len(self.socks)}-{name}"
         s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-        s.bind(path)
+        s.bind("\0" + path[1:])
         s.setblocking(False)
         self.socks[s.fileno()] = (path, s)
         return path
@@ -128,9 +129,8 @@ class NotifyListener:
     def close(self) -> None:
         self._stop.set()
         self._thread.join(2)
-        for path, s in self.socks.values():
+        for _, s in self.socks.values():
             s.close()
-            Path(path).unlink(missing_ok=True)
 
 
 class OurStack:

@@ -79,7 +79,7 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     with tempfile.TemporaryDirectory(prefix="profile-agent-") as tmp:
         work = Path(tmp)
-        notify = NotifyListener(work)
+        notify = NotifyListener()
         agent = None
         try:
             with VictoriaMetrics(work / "vm") as vm:
