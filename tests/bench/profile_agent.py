@@ -4,8 +4,9 @@
 
 The agent runs as in bench_peers (default settings except paths, ports and intervals),
 uploading to a VictoriaMetrics on 127.0.0.1. After READY and a warm-up, ``py-spy record
---nonblocking`` samples it for --seconds (idle threads are not sampled, so counts are CPU
-time). Prints the functions with the most samples on top of the stack (self) and anywhere on
+--nonblocking --gil`` samples it for --seconds: only the thread holding the GIL, so counts
+approximate Python CPU time (py-spy's idle detection alone still counted threads waiting in
+select() and Condition.wait here, about 40% of samples). Prints the functions with the most samples on top of the stack (self) and anywhere on
 it (inclusive), as markdown. Needs py-spy (requirements-test.txt).
 """
 
@@ -89,7 +90,7 @@ def main(argv: list[str] | None = None) -> int:
                 agent.wait_ready()
                 time.sleep(5)
                 raw = work / "profile.txt"
-                r = subprocess.run([pyspy, "record", "--nonblocking", "--nolineno", "--format", "raw",
+                r = subprocess.run([pyspy, "record", "--nonblocking", "--gil", "--nolineno", "--format", "raw",
                                     "--rate", str(args.rate), "--duration", f"{args.seconds:.0f}",
                                     "--pid", str(agent.proc.pid), "--output", str(raw)],
                                    capture_output=True, text=True, timeout=args.seconds + 60)
