@@ -6,8 +6,8 @@ The agent runs as in bench_peers (default settings except paths, ports and inter
 uploading to a VictoriaMetrics on 127.0.0.1. After READY and a warm-up, ``py-spy record
 --nonblocking --gil`` samples it for --seconds: only the thread holding the GIL, so counts
 approximate Python CPU time (py-spy's idle detection alone still counted threads waiting in
-select() and Condition.wait here, about 40% of samples). Prints the functions with the most samples on top of the stack (self) and anywhere on
-it (inclusive), as markdown. Needs py-spy (requirements-test.txt).
+select() and Condition.wait here, about 40% of samples). Prints the functions with the most
+samples on top of the stack (self) and anywhere on it (inclusive), as markdown. Needs py-spy (requirements-test.txt).
 """
 
 from __future__ import annotations
