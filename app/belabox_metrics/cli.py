@@ -113,7 +113,7 @@ def load_config(args: argparse.Namespace) -> configmod.Config:
     """The config named by --config, or the built-in defaults (see config_file)."""
     path = config_file(args)
     if path is None:
-        return configmod.from_mapping({}, source=configmod.BUILTIN_SOURCE)
+        return configmod.build(configmod.validated(None), configmod.BUILTIN_SOURCE)  # drop-ins still apply
     return configmod.load(path)
 
 
@@ -126,11 +126,15 @@ def command_check_config(args: argparse.Namespace) -> int:
 
     cfg = load_config(args)
     plain = configmod.to_plain(cfg)
+    from belabox_metrics.config_dropins import check_config_sources
+    sources = check_config_sources(config_file(args), configmod)  # which file set each key
     if args.json:
-        print(json.dumps(plain, indent=2, sort_keys=True))
+        print(json.dumps({**plain, "sources": sources}, indent=2, sort_keys=True))
     else:
         print(f"# effective configuration from {cfg.source}")
         print(yaml.safe_dump(plain, sort_keys=False, default_flow_style=False).rstrip())
+        print("# set by (other keys have their built-in defaults):")
+        print("\n".join(f"#   {key}: {src}" for key, src in sources.items()) or "#   nothing")
     warning = describe_token(cfg)
     if warning:
         print(f"warning: {warning}", file=sys.stderr)

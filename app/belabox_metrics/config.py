@@ -356,10 +356,10 @@ def parse(text: str, where: str) -> dict:
 
 def validated(path: str | None, environ: Mapping[str, str] | None = None) -> dict:
     """What ``validate`` makes of the file at ``path`` (None: no file, built-in defaults)."""
-    if path is None:
-        return validate({}, BUILTIN_SOURCE, environ)
-    where = os.path.basename(path) or path
-    return validate(parse(read(path), where), where, environ)
+    # Drop-ins (config.d/*.yaml) merge over the file; see config_dropins.
+    from belabox_metrics import config_dropins
+    return config_dropins.validated(path, DEFAULT_CONFIG_PATH, environ, read=read, parse=parse,
+                                    validate=validate, builtin_source=BUILTIN_SOURCE)
 
 
 def load(path: str, environ: Mapping[str, str] | None = None) -> Config:
