@@ -65,7 +65,8 @@ command("collect", "belabox_metrics.collect_once", "command_collect",
 
 def _register_optional() -> None:
     """Commands owned by other modules register themselves through ``cli_setup(command)``."""
-    for mod in ("belabox_metrics.devices_cmd", "belabox_metrics.diagnose", "belabox_metrics.queue_cmd"):
+    for mod in ("belabox_metrics.devices_cmd", "belabox_metrics.diagnose", "belabox_metrics.queue_cmd",
+                "belabox_metrics.provision"):
         try:
             m = importlib.import_module(mod)
         except ModuleNotFoundError as e:
