@@ -191,25 +191,30 @@ def read_bytes(path: str) -> bytes | None:
         return None
 
 
-def write_atomic(path: str, data: bytes, mode: int, gid: int | None) -> bool:
+def write_atomic(path: str, data: bytes, mode: int | None, gid: int | None) -> bool:
     """Write ``data`` unless the file already holds it; True when it changed. Temp file in the
-    same folder, mode set before the first byte, fsync, rename, fsync of the folder."""
+    same folder, mode set before the first byte, fsync, rename, fsync of the folder. ``mode``
+    None: leave it to the file system (FAT has no modes; chmod there fails)."""
     if read_bytes(path) == data:
         return False
     directory = os.path.dirname(path)
     fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", dir=directory)
     try:
-        os.fchmod(fd, mode)
-        if gid is not None and os.geteuid() == 0:
-            os.fchown(fd, 0, gid)
-        os.write(fd, data)
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    try:
+        try:
+            if mode is not None:
+                os.fchmod(fd, mode)
+            if gid is not None and os.geteuid() == 0:
+                os.fchown(fd, 0, gid)
+            os.write(fd, data)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
         os.replace(tmp, path)
     except OSError:
-        os.unlink(tmp)
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
         raise
     fsync_dir(directory)
     return True
@@ -309,7 +314,7 @@ def import_seed(places: Places, when: str) -> Outcome:
 def _leave_note(seed_path: str, outcome: Outcome, when: str) -> None:
     note = os.path.join(os.path.dirname(seed_path), NOTE_NAME)
     try:
-        write_atomic(note, render_note(outcome, when).encode(), 0o644, None)
+        write_atomic(note, render_note(outcome, when).encode(), None, None)
     except OSError as e:
         outcome.message += f"; no note written to {note} ({e.strerror})"
 
