@@ -165,9 +165,10 @@ try:
             fh.write(params["reseed"])
         r = sh("metrics-collector", "provision-import")
         _, seen = get_json(f"http://127.0.0.1:{params['proxy_port']}/_seen")
-        restarted = wait("the collector restarted by the importer",
-                         lambda: (lambda c: c["ActiveState"] == "active" and c["MainPID"] not in ("0", before["MainPID"])
-                                  and c)(show(COLLECTOR)), 60)
+        def restarted_collector():
+            c = show(COLLECTOR)
+            return c["ActiveState"] == "active" and c["MainPID"] not in ("0", before["MainPID"]) and c
+        restarted = wait("the collector restarted by the importer", restarted_collector, 60)
         after_ok = wait("an upload after the restart",
                         lambda: (lambda s2: s2["ok"] > seen["ok"] + 1 and s2)(
                             get_json(f"http://127.0.0.1:{params['proxy_port']}/_seen")[1]), 60)

@@ -69,7 +69,7 @@ class Mounted:
         subprocess.run(["umount", "-l", str(self.mnt)], check=False)
 
 
-def test_seed_on_the_boot_partition(fresh_root, backend, tmp_path):
+def test_seed_on_the_boot_partition(fresh_root, backend, tmp_path):  # noqa: F811 - the fixture
     vm, proxy = backend
     root = fresh_root(copy_on_write=False)
     out = tmp_path / "out"
