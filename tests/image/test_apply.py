@@ -44,7 +44,8 @@ def test_apply_to_a_rootfs_folder(fresh_root):
     assert meta(root / UNIT) == (0, 0, 0o644)
     assert meta(root / "usr/bin/metrics-collector") == (0, 0, 0o755)
     assert meta(root / "usr/libexec/belabox-metrics/firstboot") == (0, 0, 0o755)
-    for unit in ("metrics-collector.service", "metrics-collector-firstboot.service"):
+    for unit in ("metrics-collector.service", "metrics-collector-firstboot.service",
+                 "metrics-collector-provision.service"):
         assert os.readlink(root / WANTS / unit).endswith(f"/systemd/system/{unit}")
     assert (root / "usr/lib/python3/dist-packages/belabox_metrics/cli.py").is_file()
     # The token is first boot's job: an image must not carry one shared by every device.

@@ -164,8 +164,9 @@ def test_tmpfiles_create_the_guides_owners_and_modes(tmp_path):
     assert meta("var/lib/belabox-metrics") == (uid, uid, 0o750)
 
 
-def test_preset_enables_both_units():
+def test_preset_enables_the_units():
     text = (COMMON / "usr/lib/systemd/system-preset/80-belabox-metrics.preset").read_text()
     rules = [line.split() for line in text.splitlines() if line.strip() and not line.startswith("#")]
     assert sorted(rules) == [["enable", "metrics-collector-firstboot.service"],
+                             ["enable", "metrics-collector-provision.service"],
                              ["enable", "metrics-collector.service"]]
