@@ -7,6 +7,7 @@ import stat
 from pathlib import Path
 
 import pytest
+import yaml
 
 from belabox_metrics import config, provision
 from belabox_metrics.paths import parse_mountinfo
@@ -174,3 +175,15 @@ def test_command_imports_and_refuses_with_one_line(box):
     assert res.returncode == 0 and res.stderr.startswith("provision-import: imported "), res.stderr
     assert TOKEN not in res.stderr and TOKEN not in res.stdout
     assert run_cli("provision-import", "--help").returncode == 0
+
+
+def test_the_search_list_is_the_detected_boards_profile_data(tmp_path, monkeypatch):
+    hardware_dir = Path(__file__).resolve().parents[2] / "hardware"
+    monkeypatch.setenv("BELABOX_METRICS_HARDWARE_DIR", str(hardware_dir))
+    dt = tmp_path / "proc/device-tree"
+    dt.mkdir(parents=True)
+    (dt / "compatible").write_bytes(b"radxa,rock-5b\0rockchip,rk3588\0")
+    (tmp_path / "proc/self").mkdir()
+    (tmp_path / "proc/self/mountinfo").write_text("1 0 8:1 / / rw - ext4 /dev/sda1 rw\n")
+    expected = yaml.safe_load((hardware_dir / "rk3588-rock5b/profile.yaml").read_text())["boot_partition"]["dirs"]
+    assert provision.default_boot_dirs(str(tmp_path / "proc"), str(tmp_path / "sys")) == tuple(expected)
