@@ -13,7 +13,7 @@ from dataclasses import fields, is_dataclass
 from types import MappingProxyType
 from typing import Any
 
-from belabox_metrics.config import yamlfile
+from belabox_metrics.config import dropins, yamlfile
 from belabox_metrics.config.model import (
     BUILTIN_SOURCE,
     DEFAULT_CONFIG_PATH,
@@ -141,10 +141,9 @@ def parse(text: str, where: str) -> dict:
 
 def validated(path: str | None, environ: Mapping[str, str] | None = None) -> dict:
     """What ``validate`` makes of the file at ``path`` (None: no file, built-in defaults)."""
-    if path is None:
-        return validate({}, BUILTIN_SOURCE, environ)
-    where = os.path.basename(path) or path
-    return validate(parse(read(path), where), where, environ)
+    # Drop-ins (config.d/*.yaml) merge over the file; see config/dropins.py.
+    return dropins.validated(path, DEFAULT_CONFIG_PATH, environ, read=read, parse=parse,
+                             validate=validate, builtin_source=BUILTIN_SOURCE)
 
 
 def load(path: str, environ: Mapping[str, str] | None = None) -> Config:
@@ -203,5 +202,5 @@ def load_or_defaults(explicit: str | None, environ: Mapping[str, str] | None = N
     """The config named by ``explicit`` (see file_to_read), or the built-in defaults."""
     path = file_to_read(explicit, environ)
     if path is None:
-        return from_mapping({}, source=BUILTIN_SOURCE)
-    return load(path)
+        return build(validated(None, environ), BUILTIN_SOURCE)  # drop-ins still apply
+    return load(path, environ)
