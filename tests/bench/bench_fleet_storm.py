@@ -44,12 +44,12 @@ sys.path[:0] = [str(HERE.parents[2] / "app"), str(HERE.parents[2])]
 from belabox_metrics import config  # noqa: E402
 from belabox_metrics.fleet import vmauth as vmauth_cfg  # noqa: E402
 from belabox_metrics.fleet.registry import Device, FleetDir, Settings, new_token  # noqa: E402
-from belabox_metrics.health import Registry  # noqa: E402
+from belabox_metrics.health.registry import Registry  # noqa: E402
+from belabox_metrics.health.selfmetrics import SelfMetrics  # noqa: E402
+from belabox_metrics.platform.token_file import TokenState  # noqa: E402
 from belabox_metrics.samples import Batch  # noqa: E402
-from belabox_metrics.selfmetrics import SelfMetrics  # noqa: E402
-from belabox_metrics.store import Spool  # noqa: E402
-from belabox_metrics.token import TokenState  # noqa: E402
-from belabox_metrics.upload import Uploader  # noqa: E402
+from belabox_metrics.spool.store import Spool  # noqa: E402
+from belabox_metrics.upload.uploader import Uploader  # noqa: E402
 from tests.fleet.stack import Vmauth  # noqa: E402
 from tests.support.spoolgen import BatchGen  # noqa: E402
 from tests.support.vm import VictoriaMetrics, free_port  # noqa: E402

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import json
 
-from belabox_metrics import config, config_child
+from belabox_metrics import config
+from belabox_metrics.config import child as config_child
 from belabox_metrics.config.dropins import Layer, dropin_dirs, merge, merge_layers, order_dropins
 from tests.support.cli import run_cli
 

@@ -9,9 +9,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-from belabox_metrics import config, provision
-from belabox_metrics.paths import parse_mountinfo
+from belabox_metrics import config
+from belabox_metrics.commands import provision
 from belabox_metrics.commands.provision import NOTE_NAME, SEED_NAME, Places, SeedError, import_seed, parse_seed
+from belabox_metrics.spool.location import parse_mountinfo
 from tests.support.cli import run_cli
 
 TOKEN = "s3cr3t-T0ken_value"

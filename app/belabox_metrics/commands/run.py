@@ -12,7 +12,7 @@ from belabox_metrics.agent import residency
 from belabox_metrics.agent.loop import Agent, Roots
 from belabox_metrics.commands.common import add_roots, config_file
 from belabox_metrics.config import child as config_child
-from belabox_metrics.platform import logsetup, notify
+from belabox_metrics.platform import logsetup
 from belabox_metrics.platform.device_id import DeviceIdError
 from belabox_metrics.platform.lock import AlreadyRunning
 
@@ -35,6 +35,10 @@ def _redact_logs(cfg: configmod.Config) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
+    # Here, not at the top: building the parser (--help, the bash completion generated at
+    # package build time) must not need sdnotify.
+    from belabox_metrics.platform import notify
+
     try:
         # Validated in a child: jsonschema never becomes resident in the long-running agent.
         cfg = config_child.load(config_file(args))
