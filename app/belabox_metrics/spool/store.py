@@ -24,6 +24,7 @@ from urllib.parse import quote
 from belabox_metrics.config import StorageConfig
 from belabox_metrics.health.selfmetrics import SelfMetrics
 from belabox_metrics.samples import Batch
+from belabox_metrics.spool import upkeep
 from belabox_metrics.spool.held import EST_BYTES_PER_SAMPLE, Entry, Held
 from belabox_metrics.spool.reader import RowReader, Slice
 from belabox_metrics.spool.rows import Change, RowWriter
@@ -112,7 +113,7 @@ class Spool:
             self._budget = budget
             self._writer.budget = budget
             configure(self._conn, budget)
-            shrunk = self._writer.enforce_cap()  # records its drops in the table itself
+            shrunk = upkeep.enforce_cap(self._writer)  # records its drops in the table itself
             if any(shrunk.values()):
                 totals, self._totals = self._totals, Totals()
                 try:
@@ -152,7 +153,7 @@ class Spool:
             conn = cls._prepare(path, budget)
         spool = cls(conn, path, cfg, budget, selfmetrics, clock)
         with spool._db:
-            shrunk = spool._writer.enforce_cap()
+            shrunk = upkeep.enforce_cap(spool._writer)
         spool._load()
         spool._count(shrunk, persist=False, totals=False)  # _load read them from the table
         if quarantined is None:
@@ -408,13 +409,13 @@ class Spool:
         if held:
             self._commit(held, self._clock())
         with self._db:
-            moved = self._writer.set_parked(list(batch_ids), True, reason, since)
+            moved = upkeep.set_parked(self._writer, list(batch_ids), True, reason, since)
         self._totals.move(moved, to_parked=True)
         self._refresh_ends()
 
     def unpark(self, batch_ids: Collection[int]) -> None:
         with self._db:
-            moved = self._writer.set_parked(list(batch_ids), False)
+            moved = upkeep.set_parked(self._writer, list(batch_ids), False)
         self._totals.move(moved, to_parked=False)
         self._refresh_ends()
 
@@ -426,7 +427,7 @@ class Spool:
     def expire_parked(self, now_wall_ms: int, max_age_s: float) -> int:
         """Drop (reason ``untrusted_clock``) batches parked longer than max_age_s; returns samples."""
         with self._db:
-            ids = self._writer.expired_parked(now_wall_ms, int(max_age_s * 1000))
+            ids = upkeep.expired_parked(self._writer, now_wall_ms, int(max_age_s * 1000))
             changes = self._writer.delete_rows(ids, "untrusted_clock") if ids else []
         self._after(changes)
         n = sum(c.new_done - c.old_done for c in changes)
