@@ -25,6 +25,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "devices": ("devices", "list the disks, network interfaces and modems discovery sees, and why"),
     "diagnose": ("diagnose", "show the agent's state, spool, uploads, clock and devices on one screen"),
     "queue": ("queue", "inspect, export, drain or compact the local spool"),
+    "history": ("history", "what happened: the key signals and events of the last hours on one screen"),
 }
 
 

@@ -10,6 +10,7 @@ The agent holds the file exclusively while it runs (see store_schema.configure).
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import sqlite3
@@ -429,6 +430,14 @@ class Spool:
             n = self._writer.restamp(list(batch_ids), delta_ms)
         self._refresh_ends()
         return n
+
+    # --- field history (spool/history.py owns the tables) -------------------------------
+
+    @contextlib.contextmanager
+    def history_db(self) -> Iterator[sqlite3.Connection]:
+        """The connection under the spool's lock, for spool/history.py's reads and writes."""
+        with self._db:
+            yield self._conn
 
     # --- upkeep ---------------------------------------------------------------------------
 

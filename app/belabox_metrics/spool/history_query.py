@@ -1,0 +1,322 @@
+"""The history JSON (timeline/history.py's contract) assembled from what the spool and the agent hold.
+
+Sources, merged per series and deduplicated by time:
+- the history table: key signals and event counters for ``storage.history_retention``;
+- the agent's ring (only when asked through the agent): every series of the last hour;
+- pending batches in the spool: every series until uploaded. Only batches that neither of
+  the others covers are decoded (a full 64 MB spool is ~60k batches; decoding them all
+  would take a minute on the device), unless ``--series`` asks for series only they hold.
+
+Events come from counter increases (kernel events, upload failures), from modem info series
+appearing and vanishing, from the batches' clock stamps (steps) and from the agent's start and
+stop marks; periods whose batches were collected without a trusted clock are ``clock_unverified``.
+"""
+
+from __future__ import annotations
+
+import bisect
+import fnmatch
+import logging
+import sqlite3
+from array import array
+from collections.abc import Iterable, Sequence
+from datetime import datetime, timezone
+
+from belabox_metrics.spool import history as h
+from belabox_metrics.spool.codec import CodecError, Decoder
+from belabox_metrics.spool.reader import read_dictionary
+
+log = logging.getLogger(__name__)
+
+CLOCK_STEP_MS = 2000  # wall and boottime disagree by more than this between two batches: a step
+_ROWS = 256  # rows per locked query
+_UPLOAD_REASONS = {"http_5xx": "server error (5xx)", "timeout": "timed out", "connect": "cannot connect"}
+_KERNEL_KINDS = {"usb": "usb", "hdmirx": "hdmi", "under_voltage": "power", "over_current": "power",
+                 "thermal": "thermal"}
+
+
+class HistoryUnavailable(Exception):
+    """The spool could not be read; one line."""
+
+
+def rfc3339(ms: float) -> str:
+    return datetime.fromtimestamp(ms / 1000, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+class Assembler:
+    def __init__(self, since_ms: int, until_ms: int, patterns: Sequence[str] = ()) -> None:
+        self.since_ms, self.until_ms = since_ms, until_ms
+        self.patterns = tuple(patterns)
+        self.keep = h.Keeper()
+        self._want: dict[h.Series, bool] = {}
+        self.points: dict[h.Series, tuple[array, array]] = {}
+        self.stamps: dict[int, h.Stamp] = {}
+        self.covered: list[tuple[int, int]] = []  # key series complete in these [a, b] ranges
+        self.ring_from: int | None = None  # every series complete from here
+
+    def want(self, s: h.Series) -> bool:
+        hit = self._want.get(s)
+        if hit is None:
+            hit = self._want[s] = self.keep(*s) or any(fnmatch.fnmatchcase(s[0], p) for p in self.patterns)
+        return hit
+
+    def _in(self, t: int) -> bool:
+        return self.since_ms <= t < self.until_ms
+
+    def _add(self, s: h.Series, t: int, v: float) -> None:
+        p = self.points.get(s)
+        if p is None:
+            p = self.points[s] = (array("q"), array("d"))
+        p[0].append(t)
+        p[1].append(v)
+
+    # --- sources -----------------------------------------------------------------------
+
+    def add_chunks(self, rows: Iterable[tuple[int, int, bytes]]) -> None:
+        for start, end, blob in rows:
+            try:
+                c = h.decode_chunk(blob)
+            except CodecError as e:
+                log.warning("history: a chunk of %s is unreadable: %s", rfc3339(start), e)
+                continue
+            self.covered.append((start, end))
+            idx = [i for i, st in enumerate(c.stamps) if self._in(st.wall_ms)]
+            for i in idx:
+                self.stamps.setdefault(c.stamps[i].wall_ms, c.stamps[i])
+            for s, col in zip(c.series, c.values, strict=True):
+                if not self.want(s):
+                    continue
+                for i in idx:
+                    v = col[i]
+                    if v is not None:
+                        self._add(s, c.stamps[i].wall_ms, v)
+
+    def add_ring(self, entries: Sequence[h.RingEntry]) -> None:
+        if entries:
+            self.ring_from = entries[0].stamp.wall_ms
+        todo = [e for e in entries if self._in(e.stamp.wall_ms)]
+        for stamp, samples in h.decode_ring(todo):
+            self._add_batch(stamp, samples)
+
+    def _add_batch(self, stamp: h.Stamp, samples) -> None:
+        self.stamps[stamp.wall_ms] = stamp
+        for smp in samples:
+            s = (smp.name, smp.labels)
+            if self.want(s):
+                self._add(s, smp.ts_ms or stamp.wall_ms, smp.value)
+
+    def add_pending(self, conn_ctx) -> None:
+        """Decode the pending batches nothing else covers. ``conn_ctx()`` gives the connection
+        under the spool's lock, taken per query so the agent's loop is never held up long."""
+        with conn_ctx() as conn:
+            boots = dict(conn.execute("SELECT id, boot_id FROM boots").fetchall())
+            rows = conn.execute("SELECT id, boot, clock_synced, wall_ms, boottime_ns FROM batches "
+                                "WHERE wall_ms >= ? AND wall_ms < ? ORDER BY id",
+                                (self.since_ms, self.until_ms)).fetchall()
+        covered = sorted(self.covered)
+        todo = []
+        for bid, boot, synced, wall, bt in rows:
+            self.stamps.setdefault(wall, h.Stamp(wall, bt, bool(synced), boots.get(boot, "")))
+            if not self._covered_sorted(wall, covered):
+                todo.append(bid)
+        dec, dicts = Decoder(), {}
+        for k in range(0, len(todo), _ROWS):
+            ids = todo[k:k + _ROWS]
+            with conn_ctx() as conn:
+                got = conn.execute(f"SELECT id, dict_id, boot, clock_synced, wall_ms, boottime_ns, data FROM batches "
+                                   f"WHERE id IN ({','.join('?' * len(ids))}) ORDER BY id", ids).fetchall()
+                for _, dict_id, *_rest in got:
+                    if dict_id is not None and dict_id not in dicts:
+                        try:
+                            dicts[dict_id] = read_dictionary(conn, dict_id)
+                        except CodecError:
+                            dicts[dict_id] = None
+            for _bid, dict_id, boot, synced, wall, bt, data in got:
+                try:
+                    samples = dec.decode(data, wall, dicts.get(dict_id))
+                except CodecError:
+                    continue  # the uploader counts and drops unreadable rows; history just skips them
+                self._add_batch(h.Stamp(wall, bt, bool(synced), boots.get(boot, "")), samples)
+
+    def _covered_sorted(self, t: int, covered: list[tuple[int, int]]) -> bool:
+        if self.ring_from is not None and t >= self.ring_from:
+            return True
+        if self.patterns:
+            return False  # asked-for series may be ones only the batches hold
+        return any(a <= t <= b for a, b in covered)
+
+    # --- the document ------------------------------------------------------------------
+
+    def document(self, marks: Iterable[tuple[int, str, str]] = (), max_points: int | None = None,
+                 **extra) -> dict:
+        series, events = [], []
+        for (name, labels), (ts, vs) in sorted(self.points.items()):
+            pts = _dedup(ts, vs)
+            events.extend(_counter_events(name, dict(labels), pts))
+            if name in h.EVENT_METRICS and not any(fnmatch.fnmatchcase(name, p) for p in self.patterns):
+                continue  # shown as events; plotted only when asked for
+            if name == "belabox_modem_info":
+                events.extend(_presence_events(dict(labels), pts, self._walls()))
+            if max_points and len(pts) > max_points:
+                pts = _thin(pts, max_points, name.endswith("_total"))
+            series.append({"name": name, "labels": dict(labels),
+                           "points": [[t / 1000, v] for t, v in pts]})
+        events.extend(self._clock_events())
+        for t, kind, text in marks:
+            events.append((t, kind, text))
+        events.sort(key=lambda e: e[0])
+        doc = {"since": rfc3339(self.since_ms), "until": rfc3339(self.until_ms), "series": series,
+               "events": [{"time": rfc3339(t), "kind": k, "text": x} for t, k, x in events],
+               "clock_unverified": self._unverified()}
+        doc.update({k: v for k, v in extra.items() if v})
+        return doc
+
+    _walls_cache: list[int] | None = None
+
+    def _walls(self) -> list[int]:
+        if self._walls_cache is None:
+            self._walls_cache = sorted(self.stamps)
+        return self._walls_cache
+
+    def _clock_events(self) -> list[tuple[int, str, str]]:
+        out, prev = [], None
+        for w in self._walls():
+            st = self.stamps[w]
+            if prev is not None and prev.boot_id == st.boot_id and st.boottime_ns:
+                drift = (st.wall_ms - prev.wall_ms) - (st.boottime_ns - prev.boottime_ns) // 1_000_000
+                if abs(drift) > CLOCK_STEP_MS:
+                    out.append((w, "clock", f"wall clock stepped {drift / 1000:+.0f} s"))
+            elif prev is not None and prev.boot_id != st.boot_id and st.boot_id and prev.boot_id:
+                out.append((w, "boot", f"new boot {st.boot_id[:8]}"))
+            prev = st
+        return out
+
+    def _unverified(self) -> list[list[float]]:
+        out: list[list[float]] = []
+        open_at = last = None
+        for w in self._walls():
+            if not self.stamps[w].synced:
+                if open_at is None:
+                    open_at = w
+                last = w
+            elif open_at is not None:
+                out.append([open_at / 1000, w / 1000])
+                open_at = None
+        if open_at is not None:
+            out.append([open_at / 1000, last / 1000])
+        return out
+
+
+def _dedup(ts: array, vs: array) -> list[tuple[int, float]]:
+    pts = list(zip(ts, vs, strict=True))
+    if any(ts[i] >= ts[i + 1] for i in range(len(ts) - 1)):
+        pts.sort(key=lambda p: p[0])
+        out = []
+        for p in pts:
+            if not out or out[-1][0] != p[0]:
+                out.append(p)
+        pts = out
+    return pts
+
+
+def _thin(pts: list[tuple[int, float]], max_points: int, counter: bool) -> list[tuple[int, float]]:
+    """Fewer points for the renderers: per time bucket the min and max (gauges: the envelope
+    stays) or the last value (counters: rates between kept points are averages)."""
+    buckets = max(1, max_points // (1 if counter else 2))
+    t0, span = pts[0][0], pts[-1][0] - pts[0][0] + 1
+    out: list[tuple[int, float]] = []
+    cur, group = -1, []
+
+    def flush():
+        if not group:
+            return
+        if counter:
+            out.append(group[-1])
+        else:
+            lo, hi = min(group, key=lambda p: p[1]), max(group, key=lambda p: p[1])
+            out.extend(sorted({lo, hi}))
+    for p in pts:
+        b = (p[0] - t0) * buckets // span
+        if b != cur:
+            flush()
+            cur, group = b, []
+        group.append(p)
+    flush()
+    return out
+
+
+def _counter_events(name: str, labels: dict, pts: list[tuple[int, float]]) -> list[tuple[int, str, str]]:
+    if name not in h.EVENT_METRICS:
+        return []
+    out, run_start, run_n = [], None, 0
+    for (_, a), (t, b) in zip(pts, pts[1:], strict=False):
+        inc = b - a if b >= a else b  # a drop is a reset (new boot, agent restart)
+        if inc <= 0:
+            if run_start is not None and name == h.UPLOAD_FAILURES:
+                out.append(_upload_event(run_start, run_n, labels))
+                run_start, run_n = None, 0
+            continue
+        if name == h.UPLOAD_FAILURES:  # a run of failures while offline is one event
+            run_start = run_start if run_start is not None else t
+            run_n += int(inc)
+        else:
+            out.append((t, _kernel_kind(labels.get("kind", "")), _kernel_text(labels, int(inc))))
+    if run_start is not None:
+        out.append(_upload_event(run_start, run_n, labels))
+    return out
+
+
+def _upload_event(t: int, n: int, labels: dict) -> tuple[int, str, str]:
+    reason = labels.get("reason", "unknown")
+    return (t, "upload", f"upload failed: {_UPLOAD_REASONS.get(reason, reason)}" + (f" (x{n})" if n > 1 else ""))
+
+
+def _kernel_kind(kind: str) -> str:
+    return next((v for k, v in _KERNEL_KINDS.items() if kind.startswith(k)), "kernel")
+
+
+def _kernel_text(labels: dict, n: int) -> str:
+    what = labels.get("kind", "event").replace("_", " ")
+    where = " ".join(x for x in (labels.get("device"), labels.get("modem")) if x)
+    return f"{what}{' ' + where if where else ''}" + (f" (x{n})" if n > 1 else "")
+
+
+def _presence_events(labels: dict, pts: list[tuple[int, float]], walls: list[int]) -> list[tuple[int, str, str]]:
+    """A modem's info series appearing or vanishing between batches: added/removed."""
+    if not pts or not walls:
+        return []
+    name = labels.get("interface") or labels.get("modem") or labels.get("model") or "modem"
+    model = labels.get("model") or labels.get("manufacturer") or ""
+    what = f"{name}{' (' + model + ')' if model and model != name else ''}"
+    out = []
+    times = [t for t, _ in pts]
+    first_i = bisect.bisect_left(walls, times[0])
+    if first_i > 0:
+        out.append((times[0], "modem", f"modem added: {what}"))
+    for a, b in zip(times, times[1:], strict=False):
+        i, j = bisect.bisect_right(walls, a), bisect.bisect_left(walls, b)
+        if j > i:  # batches between the two points had no info for it
+            out.append((walls[i], "modem", f"modem removed: {what}"))
+            out.append((b, "modem", f"modem added: {what}"))
+    last_i = bisect.bisect_right(walls, times[-1])
+    if last_i < len(walls):
+        out.append((walls[last_i], "modem", f"modem removed: {what}"))
+    return out
+
+
+def from_spool(spool, since_ms: int, until_ms: int, patterns: Sequence[str] = (), ring=None,
+               max_points: int | None = None, **extra) -> dict:
+    """The whole document from an open spool (read-only or the agent's) and, in the agent, its ring."""
+    a = Assembler(since_ms, until_ms, patterns)
+    try:
+        with spool.history_db() as conn:
+            chunks = h.read_chunks(conn, since_ms, until_ms)
+            marks = h.read_marks(conn, since_ms, until_ms)
+        a.add_chunks(chunks)
+        del chunks
+        if ring is not None:
+            a.add_ring(ring.snapshot())
+        a.add_pending(spool.history_db)
+    except sqlite3.Error as e:
+        raise HistoryUnavailable(f"cannot read the spool ({e})") from None
+    return a.document(marks, max_points=max_points, **extra)
