@@ -12,19 +12,12 @@ import argparse
 import json
 import os
 import shutil
-import socket
 import sys
 import time
-import urllib.error
-import urllib.request
-from urllib.parse import urlencode
 
-from belabox_metrics import config as configmod
 from belabox_metrics import exitcodes
 from belabox_metrics.commands.common import load_config
-from belabox_metrics.platform import lock
-from belabox_metrics.spool import history_query
-from belabox_metrics.spool import view as spool_view
+from belabox_metrics.spool import history_fetch
 from belabox_metrics.timeline import render_html, render_screen
 from belabox_metrics.timeline.history import HistoryError
 from belabox_metrics.timeline.screen import want_color
@@ -32,7 +25,6 @@ from belabox_metrics.timeline.screen import want_color
 # Points per series handed to the renderers: the HTML plots 900 pixel columns (min and max
 # per column); a day at 1 s would otherwise be 86k points per series.
 RENDER_POINTS = 1800
-AGENT_TIMEOUT = 60.0
 
 
 def setup(p: argparse.ArgumentParser) -> None:
@@ -44,14 +36,6 @@ def setup(p: argparse.ArgumentParser) -> None:
     out = p.add_mutually_exclusive_group()
     out.add_argument("--json", action="store_true", help="print the history JSON (all points)")
     out.add_argument("--html", metavar="FILE", help="write a self-contained HTML page with every series")
-
-
-class _Failed(Exception):
-    """One line for stderr, and the exit code."""
-
-    def __init__(self, message: str, code: int = exitcodes.FAILURE):
-        super().__init__(message)
-        self.code = code
 
 
 def main(args: argparse.Namespace) -> int:
@@ -70,57 +54,14 @@ def main(args: argparse.Namespace) -> int:
         return exitcodes.USAGE
     max_points = None if args.json else RENDER_POINTS
     try:
-        doc = fetch(cfg, spool_path(cfg), since_ms, until_ms, args.series, max_points)
+        doc = history_fetch.fetch(cfg, spool_path(cfg), since_ms, until_ms, args.series, max_points)
         return _output(doc, args)
-    except _Failed as e:
+    except history_fetch.Failed as e:
         print(f"history: {e}", file=sys.stderr)
-        return e.code
+        return exitcodes.FAILURE
     except HistoryError as e:
         print(str(e), file=sys.stderr)
         return exitcodes.FAILURE
-
-
-def fetch(cfg: configmod.Config, db: str, since_ms: int, until_ms: int, patterns=(),
-          max_points: int | None = None) -> dict:
-    """The history document: from the running agent, else from the spool file read-only."""
-    if lock.is_held(lock.lock_path_for(db)):
-        return _from_agent(cfg, since_ms, until_ms, patterns, max_points)
-    try:
-        with spool_view.open_readonly(db, cfg.storage) as spool:
-            return history_query.from_spool(spool, since_ms, until_ms, patterns, max_points=max_points,
-                                            device_id=cfg.device_id or "", host=socket.gethostname())
-    except spool_view.SpoolLocked:  # the agent started in between
-        return _from_agent(cfg, since_ms, until_ms, patterns, max_points)
-    except (spool_view.SpoolUnreadable, history_query.HistoryUnavailable) as e:
-        raise _Failed(str(e)) from None
-
-
-def _from_agent(cfg: configmod.Config, since_ms: int, until_ms: int, patterns, max_points) -> dict:
-    if not cfg.health.enabled:
-        raise _Failed("the agent is running with health.enabled: false, so its history cannot be asked "
-                      "for; stop it (systemctl stop metrics-collector) to read the spool directly")
-    host, port = configmod.parse_listen_addr(cfg.health.listen_addr)
-    if host in ("0.0.0.0", "::", ""):
-        host = "127.0.0.1" if host != "::" else "::1"
-    query = [("since", since_ms), ("until", until_ms), *[("series", p) for p in patterns]]
-    if max_points:
-        query.append(("max_points", max_points))
-    url = f"http://{'[' + host + ']' if ':' in host else host}:{port}/history?{urlencode(query)}"
-    try:
-        with urllib.request.urlopen(url, timeout=AGENT_TIMEOUT) as r:
-            return json.loads(r.read())
-    except urllib.error.HTTPError as e:
-        try:
-            why = json.loads(e.read()).get("error") or e.reason
-        except (ValueError, AttributeError):
-            why = e.reason
-        if e.code == 404:
-            why = "this agent version has no /history; restart it after the upgrade"
-        raise _Failed(f"the running agent answered {e.code}: {why}") from None
-    except (OSError, ValueError) as e:
-        reason = getattr(e, "reason", e)
-        raise _Failed(f"the agent holds the spool but its health server at {host}:{port} does not answer "
-                      f"({reason})") from None
 
 
 def _output(doc: dict, args: argparse.Namespace) -> int:
@@ -139,7 +80,7 @@ def _output(doc: dict, args: argparse.Namespace) -> int:
                 os.unlink(tmp)
             except OSError:
                 pass
-            raise _Failed(f"{args.html}: cannot write ({e.strerror or e})") from None
+            raise history_fetch.Failed(f"{args.html}: cannot write ({e.strerror or e})") from None
         print(f"wrote {args.html} ({len(page.encode()) // 1024} kB, {len(doc.get('series') or [])} series, "
               f"{len(doc.get('events') or [])} events)")
         return exitcodes.OK

@@ -186,7 +186,7 @@ class Assembler:
                 drift = (st.wall_ms - prev.wall_ms) - (st.boottime_ns - prev.boottime_ns) // 1_000_000
                 if abs(drift) > CLOCK_STEP_MS:
                     out.append((w, "clock", f"wall clock stepped {drift / 1000:+.0f} s"))
-            elif prev is not None and prev.boot_id != st.boot_id and st.boot_id and prev.boot_id:
+            elif prev is not None and prev.boot_id != st.boot_id and _known(st.boot_id) and _known(prev.boot_id):
                 out.append((w, "boot", f"new boot {st.boot_id[:8]}"))
             prev = st
         return out
@@ -205,6 +205,10 @@ class Assembler:
         if open_at is not None:
             out.append([open_at / 1000, last / 1000])
         return out
+
+
+def _known(boot_id: str) -> bool:
+    return bool(boot_id) and not boot_id.startswith("unknown-")  # an unreadable boot id is per start
 
 
 def _dedup(ts: array, vs: array) -> list[tuple[int, float]]:
