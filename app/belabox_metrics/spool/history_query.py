@@ -150,9 +150,14 @@ class Assembler:
     def document(self, marks: Iterable[tuple[int, str, str]] = (), max_points: int | None = None,
                  **extra) -> dict:
         series, events = [], []
+        walls = self._walls()
+        gaps = sorted(b - a for a, b in zip(walls, walls[1:], strict=False)) or [60_000]
+        # A series starting well inside the window began then (an agent start): its first value
+        # counts the events before it (kernel events since boot).
+        fresh_after = self.since_ms + 3 * gaps[len(gaps) // 2]
         for (name, labels), (ts, vs) in sorted(self.points.items()):
             pts = _dedup(ts, vs)
-            events.extend(_counter_events(name, dict(labels), pts))
+            events.extend(_counter_events(name, dict(labels), pts, pts[0][0] > fresh_after))
             if name in h.EVENT_METRICS and not any(fnmatch.fnmatchcase(name, p) for p in self.patterns):
                 continue  # shown as events; plotted only when asked for
             if name == "belabox_modem_info":
@@ -249,10 +254,14 @@ def _thin(pts: list[tuple[int, float]], max_points: int, counter: bool) -> list[
     return out
 
 
-def _counter_events(name: str, labels: dict, pts: list[tuple[int, float]]) -> list[tuple[int, str, str]]:
+def _counter_events(name: str, labels: dict, pts: list[tuple[int, float]], fresh: bool = False
+                    ) -> list[tuple[int, str, str]]:
     if name not in h.EVENT_METRICS:
         return []
     out, run_start, run_n = [], None, 0
+    if fresh and pts[0][1] > 0 and name == h.KERNEL_EVENTS:
+        t, n = pts[0][0], int(pts[0][1])
+        out.append((t, _kernel_kind(labels.get("kind", "")), _kernel_text(labels, n) + " before the agent started"))
     for (_, a), (t, b) in zip(pts, pts[1:], strict=False):
         inc = b - a if b >= a else b  # a drop is a reset (new boot, agent restart)
         if inc <= 0:
