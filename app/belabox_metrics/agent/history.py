@@ -82,8 +82,8 @@ class AgentHistory:
         after = ""
         if last is not None and last[1] == "agent" and not last[2].startswith("agent stopped"):
             after = " after an unclean stop (crash, kill or power cut)"
-        self.mark(wall_ms, "agent", f"agent started{after} (version {version}, pid {os.getpid()}, "
-                                    f"boot {boot_id[:8]})")
+        boot = f", boot {boot_id[:8]}" if boot_id and not boot_id.startswith("unknown-") else ""
+        self.mark(wall_ms, "agent", f"agent started{after} (version {version}, pid {os.getpid()}{boot})")
 
     def record_stop(self, wall_ms: int) -> None:
         self.mark(wall_ms, "agent", "agent stopped")
