@@ -226,12 +226,12 @@ def test_series_pattern_adds_other_series():
 
 
 def test_thinning_keeps_the_envelope_and_counter_ends():
-    pts = [(i * 1000, float(i % 10)) for i in range(10_000)]
-    thin = hq._thin(pts, 200, counter=False)
-    assert len(thin) <= 200 and min(v for _, v in thin) == 0 and max(v for _, v in thin) == 9
-    c = [(i * 1000, float(i)) for i in range(10_000)]
-    tc = hq._thin(c, 200, counter=True)
-    assert len(tc) <= 200 and tc[-1] == c[-1]
+    from array import array
+    ts = array("q", [i * 1000 for i in range(10_000)])
+    tt, tv = hq._thin(ts, array("d", [float(i % 10) for i in range(10_000)]), 200, counter=False)
+    assert len(tt) == len(tv) <= 200 and min(tv) == 0 and max(tv) == 9 and tt == sorted(tt)
+    ct, cv = hq._thin(ts, array("d", [float(i) for i in range(10_000)]), 200, counter=True)
+    assert len(ct) <= 200 and (ct[-1], cv[-1]) == (9_999_000, 9999.0)
 
 
 def test_pending_batches_fill_what_history_does_not_cover(tmp_path):

@@ -23,8 +23,10 @@ from belabox_metrics.timeline.history import HistoryError
 from belabox_metrics.timeline.screen import want_color
 
 # Points per series handed to the renderers: the HTML plots 900 pixel columns (min and max
-# per column); a day at 1 s would otherwise be 86k points per series.
-RENDER_POINTS = 1800
+# per column); the screen has at most a few hundred character columns. A day at 10 s is
+# 8640 points per series, at 1 s 86400.
+HTML_POINTS = 1800
+SCREEN_POINTS = 600
 
 
 def setup(p: argparse.ArgumentParser) -> None:
@@ -52,7 +54,7 @@ def main(args: argparse.Namespace) -> int:
     except ValueError as e:
         print(f"history: {e}", file=sys.stderr)
         return exitcodes.USAGE
-    max_points = None if args.json else RENDER_POINTS
+    max_points = None if args.json else HTML_POINTS if args.html else SCREEN_POINTS
     try:
         doc = history_fetch.fetch(cfg, spool_path(cfg), since_ms, until_ms, args.series, max_points)
         return _output(doc, args)

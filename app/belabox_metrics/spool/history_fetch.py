@@ -5,17 +5,19 @@ Used by ``metrics-collector history`` and by ``diagnose --bundle`` (timeline.htm
 
 from __future__ import annotations
 
+import contextlib
 import html
 import json
+import os
 import socket
+import sqlite3
 import urllib.error
 import urllib.request
-from urllib.parse import urlencode
+from urllib.parse import quote, urlencode
 
 from belabox_metrics import config as configmod
 from belabox_metrics.platform import lock
 from belabox_metrics.spool import history_query
-from belabox_metrics.spool import view as spool_view
 
 AGENT_TIMEOUT = 60.0
 BUNDLE_HOURS = 24
@@ -31,14 +33,36 @@ def fetch(cfg: configmod.Config, db: str, since_ms: int, until_ms: int, patterns
     """The history document: from the running agent, else from the spool file read-only."""
     if lock.is_held(lock.lock_path_for(db)):
         return _from_agent(cfg, since_ms, until_ms, patterns, max_points)
+    if not os.path.exists(db):
+        raise Failed(f"{db}: no spool file")
     try:
-        with spool_view.open_readonly(db, cfg.storage) as spool:
-            return history_query.from_spool(spool, since_ms, until_ms, patterns, max_points=max_points,
-                                            device_id=cfg.device_id or "", host=socket.gethostname())
-    except spool_view.SpoolLocked:  # the agent started in between
-        return _from_agent(cfg, since_ms, until_ms, patterns, max_points)
-    except (spool_view.SpoolUnreadable, history_query.HistoryUnavailable) as e:
-        raise Failed(str(e)) from None
+        ro = _ReadOnly(db)
+    except sqlite3.Error as e:
+        raise Failed(f"{db}: cannot read the spool ({e})") from None
+    try:
+        return history_query.from_spool(ro, since_ms, until_ms, patterns, max_points=max_points,
+                                        device_id=cfg.device_id or "", host=socket.gethostname())
+    except history_query.HistoryUnavailable as e:
+        if "locked" in str(e):  # the agent started in between
+            return _from_agent(cfg, since_ms, until_ms, patterns, max_points)
+        if "unable to open" in str(e) and not os.access(db, os.R_OK):
+            raise Failed(f"{db}: permission denied (run as root or as the metrics user)") from None
+        raise Failed(f"{db}: {e}") from None
+    finally:
+        ro.conn.close()
+
+
+class _ReadOnly:
+    """Just the connection (SQLite's mode=ro: never writes, migrates or checkpoints). Not
+    Spool.open_readonly: its running totals scan every row, 1-2 s on a full 64 MB spool."""
+
+    def __init__(self, path: str) -> None:
+        self.conn = sqlite3.connect(f"file:{quote(os.path.abspath(path))}?mode=ro", uri=True, timeout=2.0,
+                                    isolation_level=None, check_same_thread=False)
+
+    @contextlib.contextmanager
+    def history_db(self):
+        yield self.conn
 
 
 def _from_agent(cfg: configmod.Config, since_ms: int, until_ms: int, patterns, max_points) -> dict:

@@ -18,6 +18,7 @@ import bisect
 import fnmatch
 import json
 import logging
+import operator
 import sqlite3
 import zlib
 from array import array
@@ -53,6 +54,7 @@ class Assembler:
         self.keep = h.Keeper()
         self._want: dict[h.Series, bool] = {}
         self.points: dict[h.Series, tuple[array, array]] = {}
+        self._unsorted: set[h.Series] = set()  # series whose points arrived out of order
         self.stamps: dict[int, h.Stamp] = {}
         self.covered: list[tuple[int, int]] = []  # key series complete in these [a, b] ranges
         self.ring_from: int | None = None  # every series complete from here
@@ -70,8 +72,21 @@ class Assembler:
         p = self.points.get(s)
         if p is None:
             p = self.points[s] = (array("q"), array("d"))
+        elif p[0] and t <= p[0][-1]:
+            self._unsorted.add(s)
         p[0].append(t)
         p[1].append(v)
+
+    def _extend(self, s: h.Series, ts: list[int], vs: list[float]) -> None:
+        if not ts:
+            return
+        p = self.points.get(s)
+        if p is None:
+            p = self.points[s] = (array("q"), array("d"))
+        elif p[0] and ts[0] <= p[0][-1]:
+            self._unsorted.add(s)
+        p[0].extend(ts)
+        p[1].extend(vs)
 
     # --- sources -----------------------------------------------------------------------
 
@@ -83,20 +98,33 @@ class Assembler:
                 log.warning("history: a chunk of %s is unreadable: %s", rfc3339(start), e)
                 continue
             self.covered.append((start, end))
-            idx = [i for i, st in enumerate(c.stamps) if self._in(st.wall_ms)]
+            walls = [st.wall_ms for st in c.stamps]
+            idx = [i for i, w in enumerate(walls) if self._in(w)]
             for i in idx:
-                self.stamps.setdefault(c.stamps[i].wall_ms, c.stamps[i])
+                self.stamps.setdefault(walls[i], c.stamps[i])
+            if self.ring_from is not None:  # the ring has every series from there on
+                idx = [i for i in idx if walls[i] < self.ring_from]
+            whole = len(idx) == len(walls)
             for s, col in zip(c.series, c.values, strict=True):
                 if not self.want(s):
                     continue
-                for i in idx:
-                    v = col[i]
-                    if v is not None:
-                        self._add(s, c.stamps[i].wall_ms, v)
+                if whole and None not in col:  # the usual case: no per-point Python at all
+                    ts, vs = walls, col
+                elif whole:
+                    ts = [w for w, v in zip(walls, col, strict=True) if v is not None]
+                    vs = [v for v in col if v is not None]
+                else:
+                    ts = [walls[i] for i in idx if col[i] is not None]
+                    vs = [col[i] for i in idx if col[i] is not None]
+                self._extend(s, ts, vs)
 
-    def add_ring(self, entries: Sequence[h.RingEntry]) -> None:
+    def ring_covers(self, entries: Sequence[h.RingEntry]) -> None:
+        """Call before add_chunks: chunk points the ring holds are then skipped."""
         if entries:
             self.ring_from = entries[0].stamp.wall_ms
+
+    def add_ring(self, entries: Sequence[h.RingEntry]) -> None:
+        self.ring_covers(entries)
         todo = [e for e in entries if self._in(e.stamp.wall_ms)]
         for stamp, samples in h.decode_ring(todo):
             self._add_batch(stamp, samples)
@@ -137,8 +165,15 @@ class Assembler:
                             dicts[dict_id] = None
             for _bid, dict_id, boot, synced, wall, bt, data in got:
                 self.stamps[wall] = h.Stamp(wall, bt, bool(synced), boots.get(boot, ""))
-                for s, v in rows.wanted(data, dicts.get(dict_id)):
-                    self._add(s, wall, v)
+                rows.add(wall, data, dicts.get(dict_id))
+            self._blocks(rows)
+        self._blocks(rows)
+
+    def _blocks(self, rows: _RowValues) -> None:
+        """Batches sharing one series table, transposed: one extend per series per block."""
+        for table, walls, values in rows.take():
+            for (_, s), col in zip(table, zip(*values, strict=True), strict=True):
+                self._extend(s, walls, col)
 
     def _covered_sorted(self, t: int, covered: list[tuple[int, int]]) -> bool:
         if self.ring_from is not None and t >= self.ring_from:
@@ -158,16 +193,21 @@ class Assembler:
         # counts the events before it (kernel events since boot).
         fresh_after = self.since_ms + 3 * gaps[len(gaps) // 2]
         for (name, labels), (ts, vs) in sorted(self.points.items()):
-            pts = _dedup(ts, vs)
-            events.extend(_counter_events(name, dict(labels), pts, pts[0][0] > fresh_after))
+            if (name, labels) in self._unsorted:
+                ts, vs = _dedup(ts, vs)
+            if not ts:
+                continue
+            fresh = ts[0] > fresh_after
+            if name in h.EVENT_METRICS:
+                events.extend(_counter_events(name, dict(labels), list(zip(ts, vs, strict=True)), fresh))
             if name in h.EVENT_METRICS and not any(fnmatch.fnmatchcase(name, p) for p in self.patterns):
                 continue  # shown as events; plotted only when asked for
             if name == "belabox_modem_info":
-                events.extend(_presence_events(dict(labels), pts, self._walls()))
-            if max_points and len(pts) > max_points:
-                pts = _thin(pts, max_points, name.endswith("_total"))
+                events.extend(_presence_events(dict(labels), list(ts), self._walls()))
+            if max_points and len(ts) > max_points:
+                ts, vs = _thin(ts, vs, max_points, name.endswith("_total"))
             series.append({"name": name, "labels": dict(labels),
-                           "points": [[t / 1000, v] for t, v in pts]})
+                           "points": [[t / 1000, v] for t, v in zip(ts, vs, strict=True)]})
         events.extend(self._clock_events())
         for t, kind, text in marks:
             events.append((t, kind, text))
@@ -221,9 +261,11 @@ class _RowValues:
 
     def __init__(self, want) -> None:
         self.want = want
-        self._tables: dict[bytes, list[tuple[int, h.Series]]] = {}
+        self._tables: dict[bytes, tuple] = {}
+        self._done: list = []
+        self._cur: tuple | None = None
 
-    def wanted(self, blob: bytes, zdict) -> list[tuple[h.Series, float]]:
+    def add(self, wall: int, blob: bytes, zdict) -> None:
         try:
             fmt = blob[0]
             if fmt == codec.SHARED and zdict is not None:
@@ -231,29 +273,40 @@ class _RowValues:
             elif fmt == codec.INLINE:
                 preset = zdict.series[:codec._ZDICT_BYTES] if zdict is not None else b""
             else:
-                return []
+                return
             dec = zlib.decompressobj(zdict=preset) if preset else zlib.decompressobj()
             parts = dec.decompress(memoryview(blob)[1:]).split(b"\n")
             series = zdict.series if fmt == codec.SHARED else parts.pop(0)
-            table = self._table(series)
+            table, pick = self._table(series)
             if not table:
-                return []
-            values = parts[0].split(b",")
-            return [(s, float(values[i])) for i, s in table]
+                return
+            values = list(map(float, pick(parts[0].split(b","))))
         except (zlib.error, ValueError, IndexError, TypeError):
-            return []  # the uploader counts and drops unreadable rows; history skips them
+            return  # the uploader counts and drops unreadable rows; history skips them
+        if self._cur is None or self._cur[0] is not table:
+            self._cur = (table, [], [])
+            self._done.append(self._cur)
+        self._cur[1].append(wall)
+        self._cur[2].append(values)
 
-    def _table(self, series: bytes) -> list[tuple[int, h.Series]]:
+    def take(self) -> list:
+        out, self._done, self._cur = self._done, [], None
+        return out
+
+    def _table(self, series: bytes):
         hit = self._tables.get(series)
         if hit is None:
             if len(self._tables) > 16:
                 self._tables.clear()
-            out = []
+            table = []
             for i, e in enumerate(json.loads(series)):
                 s = (e[0], tuple(zip(e[1::2], e[2::2], strict=True)))
                 if self.want(s):
-                    out.append((i, s))
-            hit = self._tables[series] = out
+                    table.append((i, s))
+            idx = [i for i, _ in table]
+            # itemgetter picks the wanted values in C; with one index it returns a bare item.
+            pick = operator.itemgetter(*idx) if len(idx) > 1 else (lambda v, i=idx[0] if idx else 0: (v[i],))
+            hit = self._tables[series] = (table, pick)
         return hit
 
 
@@ -261,42 +314,41 @@ def _known(boot_id: str) -> bool:
     return bool(boot_id) and not boot_id.startswith("unknown-")  # an unreadable boot id is per start
 
 
-def _dedup(ts: array, vs: array) -> list[tuple[int, float]]:
-    pts = list(zip(ts, vs, strict=True))
-    if any(ts[i] >= ts[i + 1] for i in range(len(ts) - 1)):
-        pts.sort(key=lambda p: p[0])
-        out = []
-        for p in pts:
-            if not out or out[-1][0] != p[0]:
-                out.append(p)
-        pts = out
-    return pts
+def _dedup(ts: array, vs: array) -> tuple[array, array]:
+    """Sorted by time, one point per time (the sources overlap)."""
+    pts = sorted(zip(ts, vs, strict=True), key=lambda p: p[0])
+    out_t, out_v = array("q"), array("d")
+    for t, v in pts:
+        if not out_t or out_t[-1] != t:
+            out_t.append(t)
+            out_v.append(v)
+    return out_t, out_v
 
 
-def _thin(pts: list[tuple[int, float]], max_points: int, counter: bool) -> list[tuple[int, float]]:
+def _thin(ts, vs, max_points: int, counter: bool) -> tuple[list, list]:
     """Fewer points for the renderers: per time bucket the min and max (gauges: the envelope
     stays) or the last value (counters: rates between kept points are averages)."""
-    buckets = max(1, max_points // (1 if counter else 2))
-    t0, span = pts[0][0], pts[-1][0] - pts[0][0] + 1
-    out: list[tuple[int, float]] = []
-    cur, group = -1, []
-
-    def flush():
-        if not group:
-            return
-        if counter:
-            out.append(group[-1])
-        else:
-            lo, hi = min(group, key=lambda p: p[1]), max(group, key=lambda p: p[1])
-            out.extend(sorted({lo, hi}))
-    for p in pts:
-        b = (p[0] - t0) * buckets // span
-        if b != cur:
-            flush()
-            cur, group = b, []
-        group.append(p)
-    flush()
-    return out
+    buckets = max(1, max_points if counter else max_points // 2)
+    t0, span = ts[0], ts[-1] - ts[0] + 1
+    out_t: list[int] = []
+    out_v: list[float] = []
+    lo = 0
+    for b in range(1, buckets + 1):
+        hi = bisect.bisect_left(ts, t0 + span * b // buckets, lo)
+        if hi > lo:
+            if counter:
+                keep = [hi - 1 - lo]
+            else:
+                seg = vs[lo:hi]
+                try:
+                    keep = sorted({seg.index(min(seg)), seg.index(max(seg))})
+                except ValueError:  # NaN (a stale marker) compares with nothing
+                    keep = [0, hi - 1 - lo] if hi - lo > 1 else [0]
+            for k in keep:
+                out_t.append(ts[lo + k])
+                out_v.append(vs[lo + k])
+        lo = hi
+    return out_t, out_v
 
 
 def _counter_events(name: str, labels: dict, pts: list[tuple[int, float]], fresh: bool = False
@@ -339,15 +391,14 @@ def _kernel_text(labels: dict, n: int) -> str:
     return f"{what}{' ' + where if where else ''}" + (f" (x{n})" if n > 1 else "")
 
 
-def _presence_events(labels: dict, pts: list[tuple[int, float]], walls: list[int]) -> list[tuple[int, str, str]]:
+def _presence_events(labels: dict, times: list[int], walls: list[int]) -> list[tuple[int, str, str]]:
     """A modem's info series appearing or vanishing between batches: added/removed."""
-    if not pts or not walls:
+    if not times or not walls:
         return []
     name = labels.get("interface") or labels.get("modem") or labels.get("model") or "modem"
     model = labels.get("model") or labels.get("manufacturer") or ""
     what = f"{name}{' (' + model + ')' if model and model != name else ''}"
     out = []
-    times = [t for t, _ in pts]
     first_i = bisect.bisect_left(walls, times[0])
     if first_i > 0:
         out.append((times[0], "modem", f"modem added: {what}"))
@@ -370,10 +421,11 @@ def from_spool(spool, since_ms: int, until_ms: int, patterns: Sequence[str] = ()
         with spool.history_db() as conn:
             chunks = h.read_chunks(conn, since_ms, until_ms)
             marks = h.read_marks(conn, since_ms, until_ms)
+        entries = ring.snapshot() if ring is not None else []
+        a.ring_covers(entries)
         a.add_chunks(chunks)
         del chunks
-        if ring is not None:
-            a.add_ring(ring.snapshot())
+        a.add_ring(entries)
         a.add_pending(spool.history_db)
     except sqlite3.Error as e:
         raise HistoryUnavailable(f"cannot read the spool ({e})") from None
