@@ -3,6 +3,7 @@ and the document's events."""
 
 from __future__ import annotations
 
+import json
 import random
 import zlib
 
@@ -105,7 +106,7 @@ def test_history_survives_reopen_and_reads_read_only(tmp_path):
         h.add_mark(conn, T0 + 5, "agent", "agent started")
     sp.close()
     ro = Spool.open_readonly(sp.path, StorageConfig())
-    doc = hq.from_spool(ro, T0 - 1000, T0 + 3600_000)
+    doc = json.loads(hq.to_bytes(hq.from_spool(ro, T0 - 1000, T0 + 3600_000)))
     ro.close()
     rsrp = [s for s in doc["series"] if s["name"] == "belabox_modem_rsrp_dbm"]
     assert len(rsrp) == 1 and len(rsrp[0]["points"]) == 20
@@ -199,7 +200,7 @@ def test_document_events_clock_and_unverified_periods():
         r.add(key_batch(i, wall_ms=T0 + i * 10_000 + step, boottime_ns=i * 10**10, synced=not 5 <= i < 8,
                         failures=min(failures, i - 9) if i >= 10 else 0, usb=usb, extra=extra))
     a.add_ring(r.snapshot())
-    doc = a.document([(T0 + 1, "agent", "agent started")], device_id="bx")
+    doc = json.loads(hq.to_bytes(a.document([(T0 + 1, "agent", "agent started")], device_id="bx")))
     kinds = [(e["kind"], e["text"]) for e in doc["events"]]
     assert ("agent", "agent started") in kinds
     assert ("upload", "upload failed: timed out (x3)") in kinds
@@ -240,7 +241,7 @@ def test_pending_batches_fill_what_history_does_not_cover(tmp_path):
     for i in range(5, 20):  # 5..9 overlap, 10..19 only pending
         sp.append(key_batch(i))
     sp.flush()
-    doc = hq.from_spool(sp, T0 - 1000, T0 + 3600_000)
+    doc = json.loads(hq.to_bytes(hq.from_spool(sp, T0 - 1000, T0 + 3600_000)))
     rsrp = next(s for s in doc["series"] if s["name"] == "belabox_modem_rsrp_dbm")
     assert [p[0] for p in rsrp["points"]] == [(T0 + i * 10_000) / 1000 for i in range(20)]
     sp.close()

@@ -8,6 +8,7 @@ Nothing here may stop collection: every failure is logged and history carries on
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import socket
@@ -90,7 +91,15 @@ class AgentHistory:
 
     # --- /history ----------------------------------------------------------------------------
 
-    def answer(self, query: str) -> tuple[int, dict]:
+    def answer(self, query: str) -> tuple[int, bytes]:
+        """(HTTP status, JSON bytes): the document is written series by series, so a day of
+        every point never exists as Python lists in the agent."""
+        code, body = self._answer(query)
+        if isinstance(body, dict) and "error" in body and len(body) == 1:
+            return code, json.dumps(body).encode()
+        return code, history_query.to_bytes(body)
+
+    def _answer(self, query: str) -> tuple[int, dict]:
         """(HTTP status, JSON body) for ``/history?since=MS&until=MS&series=PATTERN&max_points=N``."""
         q = parse_qs(query, keep_blank_values=False)
         now_ms = int(self.wall() * 1000)

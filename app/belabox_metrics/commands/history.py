@@ -9,7 +9,6 @@ with the agent stopped the spool file is opened read-only.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import shutil
 import sys
@@ -17,7 +16,7 @@ import time
 
 from belabox_metrics import exitcodes
 from belabox_metrics.commands.common import load_config
-from belabox_metrics.spool import history_fetch
+from belabox_metrics.spool import history_fetch, history_query
 from belabox_metrics.timeline import render_html, render_screen
 from belabox_metrics.timeline.history import HistoryError
 from belabox_metrics.timeline.screen import want_color
@@ -56,7 +55,8 @@ def main(args: argparse.Namespace) -> int:
         return exitcodes.USAGE
     max_points = None if args.json else HTML_POINTS if args.html else SCREEN_POINTS
     try:
-        doc = history_fetch.fetch(cfg, spool_path(cfg), since_ms, until_ms, args.series, max_points)
+        doc = history_fetch.fetch(cfg, spool_path(cfg), since_ms, until_ms, args.series, max_points,
+                                  raw=args.json)
         return _output(doc, args)
     except history_fetch.Failed as e:
         print(f"history: {e}", file=sys.stderr)
@@ -67,8 +67,12 @@ def main(args: argparse.Namespace) -> int:
 
 
 def _output(doc: dict, args: argparse.Namespace) -> int:
-    if args.json:
-        sys.stdout.write(json.dumps(doc, separators=(",", ":")) + "\n")
+    if args.json:  # series by series: a day of every point is tens of MB as Python lists
+        if isinstance(doc, bytes):
+            sys.stdout.buffer.write(doc.rstrip(b"\n") + b"\n")
+        else:
+            history_query.write_json(doc, sys.stdout.write)
+            sys.stdout.write("\n")
         return exitcodes.OK
     if args.html:
         page = render_html(doc)

@@ -29,10 +29,11 @@ class Failed(Exception):
 
 
 def fetch(cfg: configmod.Config, db: str, since_ms: int, until_ms: int, patterns=(),
-          max_points: int | None = None) -> dict:
-    """The history document: from the running agent, else from the spool file read-only."""
+          max_points: int | None = None, raw: bool = False) -> dict | bytes:
+    """The history document: from the running agent, else from the spool file read-only. With
+    ``raw`` the agent's answer comes back as the JSON bytes it sent (nothing parsed: --json)."""
     if lock.is_held(lock.lock_path_for(db)):
-        return _from_agent(cfg, since_ms, until_ms, patterns, max_points)
+        return _from_agent(cfg, since_ms, until_ms, patterns, max_points, raw)
     if not os.path.exists(db):
         raise Failed(f"{db}: no spool file")
     try:
@@ -44,7 +45,7 @@ def fetch(cfg: configmod.Config, db: str, since_ms: int, until_ms: int, patterns
                                         device_id=cfg.device_id or "", host=socket.gethostname())
     except history_query.HistoryUnavailable as e:
         if "locked" in str(e):  # the agent started in between
-            return _from_agent(cfg, since_ms, until_ms, patterns, max_points)
+            return _from_agent(cfg, since_ms, until_ms, patterns, max_points, raw)
         if "unable to open" in str(e) and not os.access(db, os.R_OK):
             raise Failed(f"{db}: permission denied (run as root or as the metrics user)") from None
         raise Failed(f"{db}: {e}") from None
@@ -65,7 +66,8 @@ class _ReadOnly:
         yield self.conn
 
 
-def _from_agent(cfg: configmod.Config, since_ms: int, until_ms: int, patterns, max_points) -> dict:
+def _from_agent(cfg: configmod.Config, since_ms: int, until_ms: int, patterns, max_points,
+                raw: bool = False) -> dict | bytes:
     if not cfg.health.enabled:
         raise Failed("the agent is running with health.enabled: false, so its history cannot be asked "
                       "for; stop it (systemctl stop metrics-collector) to read the spool directly")
@@ -78,7 +80,8 @@ def _from_agent(cfg: configmod.Config, since_ms: int, until_ms: int, patterns, m
     url = f"http://{'[' + host + ']' if ':' in host else host}:{port}/history?{urlencode(query)}"
     try:
         with urllib.request.urlopen(url, timeout=AGENT_TIMEOUT) as r:
-            return json.loads(r.read())
+            body = r.read()
+            return body if raw else json.loads(body)
     except urllib.error.HTTPError as e:
         try:
             why = json.loads(e.read()).get("error") or e.reason

@@ -206,8 +206,9 @@ class Assembler:
                 events.extend(_presence_events(dict(labels), list(ts), self._walls()))
             if max_points and len(ts) > max_points:
                 ts, vs = _thin(ts, vs, max_points, name.endswith("_total"))
-            series.append({"name": name, "labels": dict(labels),
-                           "points": [[t / 1000, v] for t, v in zip(ts, vs, strict=True)]})
+            # Unthinned (--json) the points stay packed until written: see write_json.
+            points = Points(ts, vs) if not max_points else [[t / 1000, v] for t, v in zip(ts, vs, strict=True)]
+            series.append({"name": name, "labels": dict(labels), "points": points})
         events.extend(self._clock_events())
         for t, kind, text in marks:
             events.append((t, kind, text))
@@ -252,6 +253,37 @@ class Assembler:
         if open_at is not None:
             out.append([open_at / 1000, last / 1000])
         return out
+
+
+class Points:
+    """A series' points as two arrays (16 bytes a point, not ~120 as [t, v] lists): a day of
+    90 series at 10 s is 780k points. ``write_json`` expands one series at a time."""
+
+    def __init__(self, ts, vs) -> None:
+        self.ts, self.vs = ts, vs
+
+    def __len__(self) -> int:
+        return len(self.ts)
+
+    def as_lists(self) -> list[list[float]]:
+        return [[t / 1000, v] for t, v in zip(self.ts, self.vs, strict=True)]
+
+
+def write_json(doc: dict, write) -> None:
+    """The document as compact JSON through ``write(str)``, series by series (bounded memory)."""
+    head = {k: v for k, v in doc.items() if k != "series"}
+    text = json.dumps(head, separators=(",", ":"))
+    write(text[:-1] + (',"series":[' if head else '{"series":['))
+    for i, s in enumerate(doc.get("series") or []):
+        pts = s["points"].as_lists() if isinstance(s["points"], Points) else s["points"]
+        write(("," if i else "") + json.dumps({**s, "points": pts}, separators=(",", ":")))
+    write("]}")
+
+
+def to_bytes(doc: dict) -> bytes:
+    parts: list[str] = []
+    write_json(doc, parts.append)
+    return "".join(parts).encode()
 
 
 class _RowValues:
