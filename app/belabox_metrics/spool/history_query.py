@@ -391,6 +391,8 @@ def _counter_events(name: str, labels: dict, pts: list[tuple[int, float]], fresh
     if fresh and pts[0][1] > 0 and name == h.KERNEL_EVENTS:
         t, n = pts[0][0], int(pts[0][1])
         out.append((t, _kernel_kind(labels.get("kind", "")), _kernel_text(labels, n) + " before the agent started"))
+    elif fresh and pts[0][1] > 0:  # the agent's own counter: every failure since it started
+        run_start, run_n = pts[0][0], int(pts[0][1])
     for (_, a), (t, b) in zip(pts, pts[1:], strict=False):
         inc = b - a if b >= a else b  # a drop is a reset (new boot, agent restart)
         if inc <= 0:
