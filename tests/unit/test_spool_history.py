@@ -245,3 +245,28 @@ def test_pending_batches_fill_what_history_does_not_cover(tmp_path):
     rsrp = next(s for s in doc["series"] if s["name"] == "belabox_modem_rsrp_dbm")
     assert [p[0] for p in rsrp["points"]] == [(T0 + i * 10_000) / 1000 for i in range(20)]
     sp.close()
+
+
+def test_failures_before_a_fresh_series_first_point_and_an_unclean_stop(tmp_path):
+    a = hq.Assembler(T0 - 600_000, T0 + 3600_000)
+    r = h.Ring()
+    for i in range(6):  # the agent started well inside the window, 2 failures already counted
+        r.add(key_batch(i, failures=2))
+    a.add_ring(r.snapshot())
+    doc = json.loads(hq.to_bytes(a.document()))
+    assert [e["text"] for e in doc["events"] if e["kind"] == "upload"] == ["upload failed: timed out (x2)"]
+
+    from belabox_metrics.agent.history import AgentHistory
+    sp = open_spool(tmp_path)
+    first = AgentHistory(sp, 86400.0, wall=lambda: T0 / 1000)
+    first.record_start(T0, "boot-a", "1.0")  # ... and then a power cut: no stop mark
+    again = AgentHistory(sp, 86400.0, wall=lambda: T0 / 1000)
+    again.record_start(T0 + 1000, "boot-b", "1.0")
+    again.feed(key_batch(0))
+    again.persist()
+    again.record_stop(T0 + 2000)
+    code, body = again.answer(f"since={T0 - 1000}&until={T0 + 60_000}")
+    texts = [e["text"] for e in json.loads(body)["events"] if e["kind"] == "agent"]
+    assert code == 200 and texts[1].startswith("agent started after an unclean stop") and texts[2] == "agent stopped"
+    assert again.answer("since=x")[0] == 400
+    sp.close()
