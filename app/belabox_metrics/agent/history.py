@@ -112,7 +112,7 @@ class AgentHistory:
         if until <= since or until - since > MAX_WINDOW_S * 1000:
             return 400, {"error": "until must be after since, at most 8 days apart"}
         patterns = [p[:200] for p in q.get("series", [])][:20]
-        if not self._query_lock.acquire(timeout=30):
+        if not self._query_lock.acquire(blocking=False):  # never park both HTTP workers
             return 503, {"error": "another history request is being answered"}
         try:
             doc = history_query.from_spool(self.spool, since, until, patterns, ring=self.ring,

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import bisect
 import fnmatch
+import io
 import json
 import logging
 import operator
@@ -281,9 +282,9 @@ def write_json(doc: dict, write) -> None:
 
 
 def to_bytes(doc: dict) -> bytes:
-    parts: list[str] = []
-    write_json(doc, parts.append)
-    return "".join(parts).encode()
+    out = io.BytesIO()
+    write_json(doc, lambda text: out.write(text.encode()))
+    return out.getvalue()
 
 
 class _RowValues:
