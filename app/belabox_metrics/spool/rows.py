@@ -12,6 +12,7 @@ from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass
 
 from belabox_metrics.samples import Batch
+from belabox_metrics.spool import history as store_history
 from belabox_metrics.spool.codec import CodecError, Dictionary, encode, make_dictionary, series_json
 from belabox_metrics.spool.reader import read_dictionary
 from belabox_metrics.spool.schema import DICT_TABLES, PAGE_SIZE, Budget
@@ -234,7 +235,10 @@ class RowWriter:
         """Delete the oldest batches (parked ones included) until ``pages`` are free; False when
         there was nothing to delete."""
         def fn(c):
-            freed, victims = 0, []
+            # History goes first: it never displaces a pending batch (spool/history.py).
+            freed, victims = store_history.free_space(c, pages, pages_for), []
+            if freed >= pages:
+                return victims, freed
             for bid, n, done, parked, length in c.execute(
                     "SELECT id, n, done, parked, length(data) FROM batches ORDER BY id"):
                 victims.append(Change(bid, n, length, bool(parked), done, n))
@@ -244,12 +248,12 @@ class RowWriter:
             if victims:
                 self._delete(c, [v.id for v in victims])
                 self.count_drops({reason: sum(v.n - v.old_done for v in victims)})
-            return victims
-        victims = self.transaction(fn)
+            return victims, freed
+        victims, freed = self.transaction(fn)
         changes.extend(victims)
         if victims:
             drops[reason] = drops.get(reason, 0) + sum(v.n - v.old_done for v in victims)
-        return bool(victims)
+        return bool(victims) or freed > 0
 
     # --- progress, parking --------------------------------------------------------------
 

@@ -12,6 +12,7 @@ The agent holds the file exclusively while it runs (see store_schema.configure).
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import sqlite3
@@ -433,6 +434,14 @@ class Spool:
         n = sum(c.new_done - c.old_done for c in changes)
         self._count({"untrusted_clock": n}, persist=False)
         return n
+
+    # --- field history (spool/history.py owns the tables) -------------------------------
+
+    @contextlib.contextmanager
+    def history_db(self) -> Iterator[sqlite3.Connection]:
+        """The connection under the spool's lock, for spool/history.py's reads and writes."""
+        with self._db:
+            yield self._conn
 
     # --- upkeep ---------------------------------------------------------------------------
 
