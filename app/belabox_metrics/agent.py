@@ -386,7 +386,7 @@ class Agent:
         """`/metrics`: the agent's own counters plus the latest value of every collected series."""
         from belabox_metrics.exposition import format_samples
         latest = self.runner.latest()
-        return format_samples(list(self.selfmetrics.samples()) + list(latest))
+        return format_samples(list(self.selfmetrics.samples()) + list(latest), with_help=True)
 
 
 def command_run(args: argparse.Namespace) -> int:
