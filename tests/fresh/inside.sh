@@ -20,7 +20,7 @@ VM_PORT=$FRESH_VM_PORT HEALTH_PORT=$FRESH_HEALTH_PORT FIRST_UPLOAD_TIMEOUT=120 \
     scripts/run-local >"$out/run-local.log" 2>&1 &
 pid=$!
 waited=0
-until grep -q "^run-local: where to look" "$out/run-local.log"; do
+until grep -q "^run-local: where to look" "$out/run-local.log" 2>/dev/null; do
     if ! kill -0 "$pid" 2>/dev/null; then
         wait "$pid" && rc=0 || rc=$?
         echo "$rc" >"$out/run-local.rc"
