@@ -34,3 +34,18 @@ def test_timestamps_only_when_asked():
     s = Sample("up", (), 1.0, 1700000000123)
     assert format_samples([s]).endswith("up 1\n")
     assert format_samples([s], with_timestamps=True).endswith("up 1 1700000000123\n")
+
+
+def test_help_lines_only_when_asked_and_for_every_family():
+    from belabox_metrics.health.metric_help import HELP, help_text
+
+    samples = [sample("node_load1", 0.5), sample("node_memory_MemAvailable_bytes", 1),
+               sample("belabox_made_up_thing", 2), sample("metrics_collector_uploaded_samples_total", 3)]
+    assert "# HELP" not in format_samples(samples)
+    text = format_samples(samples, with_help=True)
+    assert "# HELP node_load1 1m load average.\n# TYPE node_load1 gauge\n" in text
+    assert "# HELP node_memory_MemAvailable_bytes Memory information field MemAvailable_bytes.\n" in text
+    assert "# HELP belabox_made_up_thing BELABOX series made_up_thing.\n" in text
+    assert text.count("# HELP ") == text.count("# TYPE ") == 4
+    assert help_text("something_else") == "Series something_else."
+    assert all(v and "\n" not in v for v in HELP.values())

@@ -43,4 +43,4 @@ def status_line(agent: Any) -> str:
 
 def metrics_text(agent: Any) -> str:
     """`/metrics`: the agent's own counters plus the latest value of every collected series."""
-    return format_samples(list(agent.selfmetrics.samples()) + list(agent.runner.latest()))
+    return format_samples(list(agent.selfmetrics.samples()) + list(agent.runner.latest()), with_help=True)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable
 
+from belabox_metrics.health.metric_help import help_text
 from belabox_metrics.samples import Sample
 
 
@@ -39,9 +40,15 @@ def format_series(s: Sample) -> str:
     return s.name
 
 
-def format_samples(samples: Iterable[Sample], with_timestamps: bool = False) -> str:
-    """Text with one ``# TYPE`` line per metric name. A series that occurs twice is written
-    once (the last value wins), since Prometheus rejects duplicate series in one scrape."""
+def escape_help(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("\n", "\\n")
+
+
+def format_samples(samples: Iterable[Sample], with_timestamps: bool = False, with_help: bool = False) -> str:
+    """Text with one ``# TYPE`` line per metric name (and a ``# HELP`` line before it when
+    ``with_help``: /metrics has them, the golden ``collect`` output does not). A series that
+    occurs twice is written once (the last value wins), since Prometheus rejects duplicate
+    series in one scrape."""
     latest: dict[tuple, Sample] = {}
     for s in samples:
         latest[(s.name, s.labels)] = s
@@ -51,6 +58,8 @@ def format_samples(samples: Iterable[Sample], with_timestamps: bool = False) -> 
         s = latest[key]
         if s.name != current:
             current = s.name
+            if with_help:
+                lines.append(f"# HELP {s.name} {escape_help(help_text(s.name))}")
             lines.append(f"# TYPE {s.name} {metric_type(s.name)}")
         line = f"{format_series(s)} {format_value(s.value)}"
         if with_timestamps and s.ts_ms:

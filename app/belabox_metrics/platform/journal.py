@@ -13,12 +13,16 @@ from __future__ import annotations
 
 import json
 import logging
+import signal
 import subprocess
 import tempfile
 import threading
 from collections.abc import Callable, Sequence
 
 log = logging.getLogger(__name__)
+
+# Signals that end journalctl along with the agent at a normal stop (terminal, systemd, hangup).
+_STOP_SIGNALS = {signal.SIGINT: "SIGINT", signal.SIGTERM: "SIGTERM", signal.SIGHUP: "SIGHUP"}
 
 # journalctl's words when it shows only the user's own journal (systemd src/journal/journalctl.c).
 _PERMISSION_HINTS = ("not seeing messages from other users", "insufficient permissions",
@@ -141,6 +145,15 @@ class JournalFollower:
         if hint:
             self._set("failed", f"the journal hides kernel messages from this user ({hint}); "
                                 "the unit needs SupplementaryGroups=systemd-journal")
+            return False
+        if -code in _STOP_SIGNALS:
+            # A Ctrl-C reaches journalctl together with the agent (one process group), and
+            # systemd's stop sends SIGTERM to the whole cgroup: journalctl often ends before
+            # the agent's own stop() runs. Not a failure: try again after the usual delay,
+            # which a stopping agent never reaches.
+            log.info("kernel events: %s was stopped by %s; following again shortly",
+                     self._command[0], _STOP_SIGNALS[-code])
+            self._set("starting")
             return False
         if code != 0:
             # The last line: journalctl's own error, or the exception after a traceback.
