@@ -22,6 +22,7 @@ from urllib.parse import quote
 from belabox_metrics.config import StorageConfig
 from belabox_metrics.health.selfmetrics import SelfMetrics
 from belabox_metrics.samples import Batch
+from belabox_metrics.spool import guard as spool_guard
 from belabox_metrics.spool.reader import RowReader, Slice
 from belabox_metrics.spool.rows import Change, RowWriter
 from belabox_metrics.spool.schema import (
@@ -93,6 +94,7 @@ class Spool:
         self._closed = False
         self._readonly = False
         self.open_report = OpenReport(None, 0, 0, "")
+        self.guard = spool_guard.Guard(path, clock)
 
     def reconfigure(self, cfg: StorageConfig) -> int:
         """SIGHUP: a new size cap, commit interval and checkpoint settings take effect now
@@ -133,6 +135,10 @@ class Spool:
                              f"({e.strerror or e})") from None
         budget = Budget.of(cfg)
         quarantined = damage = None
+        empty = spool_guard.empty_file(path)
+        if empty:  # SQLite would take it for a new database without a word
+            log.warning("spool %s is an empty file (0 bytes): initialising a new spool; what it "
+                        "held before, if anything, is gone and cannot be counted", path)
         try:
             conn = cls._prepare(path, budget)
         except DamagedError as e:
@@ -149,7 +155,10 @@ class Spool:
             shrunk = spool._writer.enforce_cap()
         spool._load()
         spool._count(shrunk, persist=False, totals=False)  # _load read them from the table
-        if quarantined is None:
+        if empty:
+            spool.guard.notice("spool file was empty (0 bytes) at start: initialised a new one")
+            spool.open_report = OpenReport(None, 0, 0, "spool file was empty (0 bytes): initialised")
+        elif quarantined is None:
             st = spool.stats()
             spool.open_report = OpenReport(None, 0, 0, f"spool ok: {st.pending_samples} samples pending")
         else:
@@ -255,6 +264,8 @@ class Spool:
 
     def maybe_commit(self, now_mono: float) -> int:
         """Commit the buffer when commit_interval has passed (or it grew large); returns batches."""
+        if self.guard.moved() and self.guard.rebuild_due():
+            self._rebuild(self.guard.moved() or "spool file moved")
         due = now_mono - self._last_commit >= self.cfg.commit_interval
         if not due and self._buf_samples < COMMIT_EARLY_SAMPLES:
             return 0
@@ -273,10 +284,45 @@ class Spool:
                 return 0
             try:
                 self._insert(batches)
-            except BaseException:
+            except BaseException as e:
+                if isinstance(e, (sqlite3.Error, OSError)):
+                    self.guard.failed(e)
                 self._requeue(batches)
                 raise
+            self.guard.committed()
             return len(batches)
+
+    def _rebuild(self, why: str) -> None:
+        """The path no longer leads to the open file (deleted, or a new filesystem mounted over
+        the directory). The connection still reads the old inode: copy it, WAL included, to a
+        new file at the path and carry on there; nothing pending is lost. When the copy cannot
+        be made the old file stays in use (still durable until the process ends) and the fault
+        shows in health; the next try comes after guard.RETRY_REBUILD_S."""
+        with self._commit_lock, self._db:
+            try:
+                os.makedirs(os.path.dirname(self.path), exist_ok=True)
+                tmp = spool_guard.copy_out(self._conn, self.path)
+            except (sqlite3.Error, OSError) as e:
+                self.guard.fault = spool_guard.Fault(
+                    "spool_deleted", f"{why}; cannot rebuild it yet: {e}", time.time())
+                log.error("spool %s: %s; cannot rebuild it yet: %s", self.path, why, e)
+                return
+            self._conn.close()
+            spool_guard.install(tmp, self.path)
+            conn = self._prepare(self.path, self._budget)
+            self._conn = conn
+            self._writer = RowWriter(conn, self._budget)
+            self._reader = RowReader(conn, self._writer.boot_name)
+            self._writer.enforce_cap()
+            self._totals = Totals()
+            self._load()
+            self.guard.adopt()
+            if self.guard.fault is not None and self.guard.fault.reason == "spool_deleted":
+                self.guard.fault = None
+        st = self.stats()
+        msg = f"{why}: rebuilt at once with {st.pending_batches} pending batches"
+        log.warning("spool %s: %s", self.path, msg)
+        self.guard.notice(msg)
 
     def _requeue(self, batches: list[Batch]) -> None:
         """A failed commit keeps its batches for the next try, within MAX_BUFFER_SAMPLES."""
@@ -288,7 +334,7 @@ class Spool:
                 gone = self._buf.pop(0)
                 self._buf_samples -= len(gone.samples)
                 lost += len(gone.samples)
-        self._count({"buffer_full": lost})
+        self._count({self.guard.drop_reason(): lost})
 
     def _insert(self, batches: list[Batch]) -> list[int]:
         with self._db:
@@ -466,6 +512,11 @@ class Spool:
             self.flush()
         finally:
             self._closed = True
+            if self.guard.moved():  # a rebuild never succeeded: the open inode goes with us
+                st = self.stats()
+                self._count({"spool_deleted": st.pending_samples + st.parked_samples}, persist=False)
+                log.error("spool %s: the file was deleted and could not be rebuilt: %d pending "
+                          "samples are lost", self.path, st.pending_samples + st.parked_samples)
             with self._db:
                 try:
                     # Leave a self-contained file (a copy or a `sqlite3` session needs no WAL).
