@@ -52,7 +52,7 @@ class Ext4:
     def mount(self, size_mb: int = 16) -> Ext4:
         self.path.mkdir(parents=True, exist_ok=True)
         _run("truncate", "-s", f"{size_mb}M", str(self.image))
-        _run("mkfs.ext4", "-q", "-F", str(self.image))
+        _run("mkfs.ext4", "-q", "-F", "-m", "0", str(self.image))
         _run("mount", "-o", "loop,errors=remount-ro", str(self.image), str(self.path))
         src = subprocess.run(["findmnt", "-no", "SOURCE", str(self.path)], capture_output=True,
                              text=True, timeout=30).stdout.strip()

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import gc
 import logging
 import os
 import sqlite3
@@ -41,11 +42,14 @@ def classify(exc: BaseException, directory: str) -> tuple[str, str]:
     """(reason, one-line message) for a failed write. The filesystem is asked first (statvfs):
     SQLite reports a read-only mount as "disk I/O error" or "readonly database"."""
     detail = str(exc) or type(exc).__name__
+    name = getattr(exc, "sqlite_errorname", None)  # the extended code tells I/O errors apart
+    if name and name not in ("SQLITE_FULL", "SQLITE_ERROR"):
+        detail += f" ({name})"
     try:
         vfs = os.statvfs(directory)
     except OSError as e:
         return "spool_deleted", f"spool directory {directory} is gone ({e.strerror}): {detail}"
-    if vfs.f_flag & os.ST_RDONLY:
+    if vfs.f_flag & os.ST_RDONLY or _refuses_writes(directory):
         return "read_only", f"filesystem of {directory} is read-only: {detail}"
     code = getattr(exc, "sqlite_errorcode", None)
     err = getattr(exc, "errno", None)
@@ -57,6 +61,20 @@ def classify(exc: BaseException, directory: str) -> tuple[str, str]:
     if code is not None and code & 0xFF in (11, 26):
         return "corrupt", f"spool damaged while running: {detail}"
     return "io_error", f"cannot write the spool: {detail}"
+
+
+def _refuses_writes(directory: str) -> bool:
+    """ext4 after an error (errors=remount-ro) is read-only while statvfs still says rw: ask by
+    creating a file, as the kernel answers EROFS for that at once."""
+    probe = os.path.join(directory, f".write-probe-{os.getpid()}")
+    try:
+        fd = os.open(probe, os.O_CREAT | os.O_WRONLY | os.O_EXCL, 0o600)
+    except OSError as e:
+        return e.errno == errno.EROFS
+    os.close(fd)
+    with contextlib.suppress(OSError):
+        os.unlink(probe)
+    return False
 
 
 def identity(path: str) -> tuple[int, int] | None:
@@ -76,6 +94,7 @@ class Guard:
         self.path = path
         self._clock = clock
         self.ident = identity(path)
+        self.wal_ident = identity(path + "-wal")
         self.fault: Fault | None = None
         self._notice: tuple[str, float] | None = None
         self._next_rebuild = 0.0
@@ -121,11 +140,18 @@ class Guard:
     def moved(self) -> str | None:
         """Why the path no longer leads to the open file, or None when it still does."""
         now = identity(self.path)
-        if now == self.ident:
-            return None
         if now is None:
             return "spool file deleted while running"
-        return "spool file replaced while running (new inode or filesystem)"
+        if now != self.ident:
+            return "spool file replaced while running (new inode or filesystem)"
+        # Committed batches live in the WAL until a checkpoint: losing it loses them. SQLite
+        # keeps it (exclusive locking mode) until close, so a change is someone else's doing.
+        wal = identity(self.path + "-wal")
+        if self.wal_ident is None:
+            self.wal_ident = wal
+        elif wal != self.wal_ident:
+            return "spool WAL file deleted or replaced while running"
+        return None
 
     def rebuild_due(self) -> bool:
         now = self._clock()
@@ -137,6 +163,7 @@ class Guard:
     def adopt(self) -> None:
         """The path now leads to our (new) file."""
         self.ident = identity(self.path)
+        self.wal_ident = identity(self.path + "-wal")
         self._next_rebuild = 0.0
 
 
@@ -169,6 +196,18 @@ def install(tmp: str, path: str) -> None:
     discard(path + "-wal")
     discard(path + "-shm")
     os.replace(tmp, path)
+
+
+def retire(conn: sqlite3.Connection, path: str) -> None:
+    """Close the old connection for good before anything opens the new file. Its close deletes
+    ``<path>-wal`` by name, and a statement still alive in some cursor defers that close
+    (sqlite3_close_v2) to whenever the cursor is collected: by then the name would belong to
+    the new file's WAL. So collect now, and clear the name again after."""
+    conn.close()
+    del conn
+    gc.collect()
+    discard(path + "-wal")
+    discard(path + "-shm")
 
 
 def discard(path: str) -> None:

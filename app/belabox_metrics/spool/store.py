@@ -301,14 +301,15 @@ class Spool:
         with self._commit_lock, self._db:
             try:
                 os.makedirs(os.path.dirname(self.path), exist_ok=True)
-                tmp = spool_guard.copy_out(self._conn, self.path)
+                # The old connection stays in use until the copy is in place: a mount or an
+                # unlink racing with us leaves it as it was, and the next tick tries again.
+                spool_guard.install(spool_guard.copy_out(self._conn, self.path), self.path)
             except (sqlite3.Error, OSError) as e:
                 self.guard.fault = spool_guard.Fault(
                     "spool_deleted", f"{why}; cannot rebuild it yet: {e}", time.time())
                 log.error("spool %s: %s; cannot rebuild it yet: %s", self.path, why, e)
                 return
-            self._conn.close()
-            spool_guard.install(tmp, self.path)
+            spool_guard.retire(self._conn, self.path)
             conn = self._prepare(self.path, self._budget)
             self._conn = conn
             self._writer = RowWriter(conn, self._budget)
