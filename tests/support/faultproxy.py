@@ -3,7 +3,10 @@
 Each request is served by the phase current when it arrived:
 
     ok         forwarded to VictoriaMetrics, its answer returned
-    slow       forwarded, the answer held back ``delay`` seconds (lands kills inside an upload)
+    slow       held ``delay`` seconds, then forwarded if the client still waits (a slow server
+               that has not stored anything yet: a kill now must cost nothing)
+    slowack    forwarded, then the answer held back ``delay`` seconds (stored, not yet
+               acknowledged: a kill now makes the agent send it again)
     refused    nothing listens: connections are refused (open ones are closed)
     500        HTTP 500, nothing forwarded
     429        HTTP 429 with ``Retry-After: <retry_after>``, nothing forwarded
@@ -32,7 +35,7 @@ import time
 from dataclasses import dataclass, field
 from email.utils import formatdate
 
-PHASES = ("ok", "slow", "refused", "500", "429", "hang", "reset", "trickle", "blackhole")
+PHASES = ("ok", "slow", "slowack", "refused", "500", "429", "hang", "reset", "trickle", "blackhole")
 
 
 @dataclass
@@ -42,6 +45,7 @@ class Record:
     end: float = 0.0  # answer sent (or connection given up)
     status: int | None = None  # what the agent was told; None: no answer
     forwarded: bool = False  # VictoriaMetrics took the samples (2xx from it)
+    stored_at: float = 0.0  # monotonic: when VictoriaMetrics answered
     samples: list[tuple[str, int]] = field(default_factory=list)  # (series key, timestamp ms)
 
 
@@ -185,8 +189,13 @@ class FaultProxy:
                         pass  # until the client gives up
                     rec.end = time.monotonic()
                     return
-                status, extra, answer = self._answer(rec, method, path, headers, body)
                 if rec.phase == "slow":
+                    time.sleep(self.delay)
+                    if _gone(conn):
+                        rec.end = time.monotonic()
+                        return
+                status, extra, answer = self._answer(rec, method, path, headers, body)
+                if rec.phase == "slowack":
                     time.sleep(self.delay)
                 # Date: the agent checks its clock against the upload server's (as VM sends it).
                 extra["Date"] = formatdate(usegmt=True)
@@ -229,6 +238,7 @@ class FaultProxy:
         finally:
             up.close()
         rec.forwarded = 200 <= r.status < 300
+        rec.stored_at = time.monotonic()
         return r.status, {}, answer
 
     # --- reading the record ---------------------------------------------------------------
