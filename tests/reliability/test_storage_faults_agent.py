@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import re
+import subprocess
 import time
 
 import pytest
@@ -17,7 +18,7 @@ from belabox_metrics.config import StorageConfig
 from belabox_metrics.spool.store import Spool
 from tests.reliability.test_storage_faults import fill_disk
 from tests.support.agent import AgentProcess
-from tests.support.mounts import Ext4, ext4, mounted, tmpfs
+from tests.support.mounts import Ext4, ext4, mounted
 
 INTERVAL_S = 0.5
 FAULT_S = 6.0  # long enough that a lost stretch shows as a gap many intervals wide
@@ -116,11 +117,16 @@ def test_full_deleted_readonly_and_replaced_card_while_running(tmp_path):
 
 
 @pytest.mark.timeout(120)
-def test_readonly_data_directory_from_the_start_runs_on_volatile_storage(tmp_path):
+def test_readonly_data_directory_from_the_start_runs_on_volatile_storage_and_moves_back(tmp_path):
     data = tmp_path / "data"
-    with tmpfs(data, size="1m", ro=True):
-        agent = AgentProcess(tmp_path / "agent", {"storage": {"path": str(data / "metrics.db")}},
-                             env={"RUNTIME_DIRECTORY": str(tmp_path / "run")})
+    with ext4(tmp_path / "card.img", data):
+        # Read-only at the mount (a loop device opened read-only could never come back).
+        subprocess.run(["mount", "-o", "remount,ro", str(data)], check=True, timeout=30)
+        agent = AgentProcess(tmp_path / "agent", {
+            "collection_interval": f"{int(INTERVAL_S * 1000)}ms",
+            "storage": {"path": str(data / "metrics.db"), "commit_interval": "1s"}},
+            env={"RUNTIME_DIRECTORY": str(tmp_path / "run")})
+        t0 = int(time.time() * 1000)
         agent.start(timeout=60)
         try:
             agent.wait_for(lambda: storage(agent)["status"] == "degraded", what="volatile storage")
@@ -128,9 +134,17 @@ def test_readonly_data_directory_from_the_start_runs_on_volatile_storage(tmp_pat
             assert "volatile" in st["message"] and "read-only" in st["message"], st
             n = len(agent.committed_wall_ms())
             agent.wait_for(lambda: len(agent.committed_wall_ms()) > n + 1, what="collection goes on")
+            assert hold(agent, 2, "degraded", "volatile") >= 5  # says so for as long as it lasts
+            subprocess.run(["mount", "-o", "remount,rw", str(data)], check=True, timeout=30)
+            agent.wait_for(lambda: storage(agent)["details"]["persistence"] is True, timeout=40,
+                           what="the spool moved back to persistent storage")
+            assert "moved back to persistent storage" in storage(agent)["message"]
+            n = len(agent.committed_wall_ms())
+            agent.wait_for(lambda: len(agent.committed_wall_ms()) > n + 1, what="commits at home")
         finally:
             assert agent.stop() == 0
-        assert os.listdir(data) == []
+        assert not (tmp_path / "run" / "metrics.db").exists()
+        assert_continuous(spooled_wall_ms(str(data / "metrics.db")), agent.committed_wall_ms(), t0)
 
 
 @pytest.mark.timeout(120)

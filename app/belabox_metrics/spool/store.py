@@ -292,25 +292,34 @@ class Spool:
             self.guard.committed()
             return len(batches)
 
-    def _rebuild(self, why: str) -> None:
+    def relocate(self, target: str) -> None:
+        """Move to ``target`` (a persistent place that became writable again after the agent
+        had to start on volatile storage): the same copy as a rebuild, to a new name."""
+        self._rebuild(f"moved from {self.path}", os.path.abspath(target))
+
+    def _rebuild(self, why: str, target: str | None = None) -> None:
         """The path no longer leads to the open file (deleted, or a new filesystem mounted over
         the directory). The connection still reads the old inode: copy it, WAL included, to a
         new file at the path and carry on there; nothing pending is lost. When the copy cannot
         be made the old file stays in use (still durable until the process ends) and the fault
         shows in health; the next try comes after guard.RETRY_REBUILD_S."""
+        target = target or self.path
         with self._commit_lock, self._db:
             try:
-                os.makedirs(os.path.dirname(self.path), exist_ok=True)
+                os.makedirs(os.path.dirname(target), exist_ok=True)
                 # The old connection stays in use until the copy is in place: a mount or an
                 # unlink racing with us leaves it as it was, and the next tick tries again.
-                spool_guard.install(spool_guard.copy_out(self._conn, self.path), self.path)
+                spool_guard.install(spool_guard.copy_out(self._conn, target), target)
             except (sqlite3.Error, OSError) as e:
                 self.guard.fault = spool_guard.Fault(
                     "spool_deleted", f"{why}; cannot rebuild it yet: {e}", time.time())
                 log.error("spool %s: %s; cannot rebuild it yet: %s", self.path, why, e)
                 return
             spool_guard.retire(self._conn, self.path)
-            conn = self._prepare(self.path, self._budget)
+            if target != self.path:
+                spool_guard.discard(self.path)  # copied; a volatile leftover would only confuse
+                self.path = self.guard.path = target
+            conn = self._prepare(target, self._budget)
             self._conn = conn
             self._writer = RowWriter(conn, self._budget)
             self._reader = RowReader(conn, self._writer.boot_name)
