@@ -53,7 +53,9 @@ def run_phase(agent: AgentProcess, proxy: FaultProxy, phase: str) -> tuple[float
     t0 = time.monotonic()
     seen: list[tuple[float, str]] = []
     while time.monotonic() - t0 < max(FAULT_S, TRUTH_BOUND_S[phase] + 1.5):
-        seen.append((time.monotonic(), str(uploader_status(agent))))
+        status = uploader_status(agent)
+        if status is not None:  # not reported yet: no reading
+            seen.append((time.monotonic(), status))
         time.sleep(0.25)
     return t0, seen
 
