@@ -185,3 +185,38 @@ def test_damaged_at_start_five_ways_is_reported_counted_and_replaced(tmp_path, d
     sp.append(gen.batch())
     assert sp.flush() == 1
     sp.close()
+
+
+def test_deleted_spool_that_cannot_be_rebuilt_stays_an_error_retries_and_counts_at_stop(tmp_path):
+    mnt = tmp_path / "data"
+    now = [1000.0]
+    with tmpfs(mnt, size="2m"):
+        sm = SelfMetrics()
+        path = str(mnt / "metrics.db")
+        sp = Spool.open(path, CFG, selfmetrics=sm, clock=lambda: now[0])
+        gen = BatchGen(seed=8)
+        for _ in range(10):
+            sp.append(gen.batch())
+        sp.flush()
+        pending = sp.stats().pending_samples
+        os.unlink(path)
+        filler = fill_disk(str(mnt))  # the deleted inode keeps its blocks: no room for a copy
+        sp.append(gen.batch())
+        sp.maybe_commit(now[0])
+        assert sp.guard.fault is not None and sp.guard.fault.reason == "spool_deleted"
+        status, message = storage_verdict(sp)
+        assert status == "error" and "cannot rebuild it yet" in message
+        now[0] += 1.0  # within the retry interval: not tried again, still an error
+        sp.maybe_commit(now[0])
+        assert storage_verdict(sp)[0] == "error" and not os.path.exists(path)
+        os.unlink(filler)
+        now[0] += 10.0  # the next try succeeds and nothing was lost
+        sp.maybe_commit(now[0])
+        assert os.path.exists(path) and sp.guard.fault is None
+        assert sp.stats().pending_samples == pending
+        # Deleted again and never rebuilt before the stop: what goes with the inode is counted.
+        os.unlink(path)
+        sp.guard.rebuild_due = lambda: False  # the stop comes before the next try
+        sp.close()
+        lost = sm.value(DROPPED, {"reason": "spool_deleted"})
+        assert lost >= pending
