@@ -160,6 +160,23 @@ class Guard:
         self._next_rebuild = now + RETRY_REBUILD_S
         return True
 
+    def cannot_rebuild(self, why: str, exc: BaseException) -> None:
+        self.fault = Fault("spool_deleted", f"{why}; cannot rebuild it yet: {exc}", time.time())
+        log.error("spool %s: %s; cannot rebuild it yet: %s", self.path, why, exc)
+
+    def rebuilt(self, why: str, pending_batches: int) -> None:
+        self.adopt()
+        if self.fault is not None and self.fault.reason == "spool_deleted":
+            self.fault = None
+        msg = f"{why}: rebuilt at once with {pending_batches} pending batches"
+        log.warning("spool %s: %s", self.path, msg)
+        self.notice(msg)
+
+    def lost_at_stop(self, samples: int) -> int:
+        log.error("spool %s: the file was deleted and could not be rebuilt: %d pending samples "
+                  "are lost", self.path, samples)
+        return samples
+
     def adopt(self) -> None:
         """The path now leads to our (new) file."""
         self.ident = identity(self.path)
@@ -188,6 +205,12 @@ def copy_out(conn: sqlite3.Connection, path: str) -> str:
         raise
     dest.close()
     return tmp
+
+
+def copy_to(conn: sqlite3.Connection, target: str) -> None:
+    """The rebuild's copy, put in place at ``target``; the old connection is left as it was."""
+    os.makedirs(os.path.dirname(target), exist_ok=True)
+    install(copy_out(conn, target), target)
 
 
 def install(tmp: str, path: str) -> None:

@@ -293,46 +293,31 @@ class Spool:
             return len(batches)
 
     def relocate(self, target: str) -> None:
-        """Move to ``target`` (a persistent place that became writable again after the agent
-        had to start on volatile storage): the same copy as a rebuild, to a new name."""
+        """Move to ``target`` (persistent storage usable again after a volatile start)."""
         self._rebuild(f"moved from {self.path}", os.path.abspath(target))
 
     def _rebuild(self, why: str, target: str | None = None) -> None:
-        """The path no longer leads to the open file (deleted, or a new filesystem mounted over
-        the directory). The connection still reads the old inode: copy it, WAL included, to a
-        new file at the path and carry on there; nothing pending is lost. When the copy cannot
-        be made the old file stays in use (still durable until the process ends) and the fault
-        shows in health; the next try comes after guard.RETRY_REBUILD_S."""
+        """The path no longer leads to the open file (spool.guard): copy what the connection
+        still reads to a new file there and carry on with it. On failure the old file stays
+        in use and the guard holds the fault; the next try follows after RETRY_REBUILD_S."""
         target = target or self.path
         with self._commit_lock, self._db:
             try:
-                os.makedirs(os.path.dirname(target), exist_ok=True)
-                # The old connection stays in use until the copy is in place: a mount or an
-                # unlink racing with us leaves it as it was, and the next tick tries again.
-                spool_guard.install(spool_guard.copy_out(self._conn, target), target)
+                spool_guard.copy_to(self._conn, target)
             except (sqlite3.Error, OSError) as e:
-                self.guard.fault = spool_guard.Fault(
-                    "spool_deleted", f"{why}; cannot rebuild it yet: {e}", time.time())
-                log.error("spool %s: %s; cannot rebuild it yet: %s", self.path, why, e)
+                self.guard.cannot_rebuild(why, e)
                 return
             spool_guard.retire(self._conn, self.path)
             if target != self.path:
                 spool_guard.discard(self.path)  # copied; a volatile leftover would only confuse
                 self.path = self.guard.path = target
-            conn = self._prepare(target, self._budget)
-            self._conn = conn
+            self._conn = conn = self._prepare(target, self._budget)
             self._writer = RowWriter(conn, self._budget)
             self._reader = RowReader(conn, self._writer.boot_name)
             self._writer.enforce_cap()
             self._totals = Totals()
             self._load()
-            self.guard.adopt()
-            if self.guard.fault is not None and self.guard.fault.reason == "spool_deleted":
-                self.guard.fault = None
-        st = self.stats()
-        msg = f"{why}: rebuilt at once with {st.pending_batches} pending batches"
-        log.warning("spool %s: %s", self.path, msg)
-        self.guard.notice(msg)
+        self.guard.rebuilt(why, self.stats().pending_batches)
 
     def _requeue(self, batches: list[Batch]) -> None:
         """A failed commit keeps its batches for the next try, within MAX_BUFFER_SAMPLES."""
@@ -524,9 +509,8 @@ class Spool:
             self._closed = True
             if self.guard.moved():  # a rebuild never succeeded: the open inode goes with us
                 st = self.stats()
-                self._count({"spool_deleted": st.pending_samples + st.parked_samples}, persist=False)
-                log.error("spool %s: the file was deleted and could not be rebuilt: %d pending "
-                          "samples are lost", self.path, st.pending_samples + st.parked_samples)
+                self._count({"spool_deleted": self.guard.lost_at_stop(st.pending_samples + st.parked_samples)},
+                            persist=False)
             with self._db:
                 try:
                     # Leave a self-contained file (a copy or a `sqlite3` session needs no WAL).
