@@ -74,8 +74,8 @@ def test_full_deleted_readonly_and_replaced_card_while_running(tmp_path):
             "storage": {"path": str(data / "metrics.db"), "commit_interval": "1s"}})
         db = str(agent.db_path)
         t0 = int(time.time() * 1000)
-        agent.start(timeout=60)
         try:
+            agent.start(timeout=60)  # inside: a start that times out still gets stopped
             agent.wait_for(lambda: len(agent.committed_wall_ms()) >= 3, what="first commits")
             assert storage(agent)["status"] == "ok"
 
@@ -127,8 +127,8 @@ def test_readonly_data_directory_from_the_start_runs_on_volatile_storage_and_mov
             "storage": {"path": str(data / "metrics.db"), "commit_interval": "1s"}},
             env={"RUNTIME_DIRECTORY": str(tmp_path / "run")})
         t0 = int(time.time() * 1000)
-        agent.start(timeout=60)
         try:
+            agent.start(timeout=60)  # inside: a start that times out still gets stopped
             agent.wait_for(lambda: storage(agent)["status"] == "degraded", what="volatile storage")
             st = storage(agent)
             assert "volatile" in st["message"] and "read-only" in st["message"], st
@@ -152,8 +152,8 @@ def test_empty_spool_file_at_start_is_reported_before_it_is_initialised(tmp_path
     agent = AgentProcess(tmp_path / "agent")
     agent.db_path.parent.mkdir(parents=True)
     agent.db_path.write_bytes(b"")
-    agent.start(timeout=60)
     try:
+        agent.start(timeout=60)
         agent.wait_for(lambda: "empty (0 bytes)" in storage(agent)["message"], what="the empty-file notice")
         assert storage(agent)["status"] == "degraded"
         assert "is an empty file (0 bytes): initialising a new spool" in agent.log()
