@@ -17,7 +17,7 @@ import time
 from dataclasses import dataclass
 
 from belabox_metrics import config as configmod
-from belabox_metrics.agent import reconfigure, reporting, residency
+from belabox_metrics.agent import reconfigure, relocate, reporting, residency
 from belabox_metrics.config import child as config_child
 from belabox_metrics.health import registry as health
 from belabox_metrics.health.selfmetrics import SelfMetrics
@@ -164,6 +164,7 @@ class Agent:
             self._commit_error = str(e)
             log.error("spool: %s", e)
         self._expire_parked(now)
+        relocate.maybe_return(self, now)
         if now >= self._next_trim:
             residency.trim()
             self._next_trim = now + TRIM_INTERVAL
@@ -176,6 +177,8 @@ class Agent:
 
     _next_expiry = 0.0
     _next_trim = 0.0
+    _next_home_check = 0.0
+    _home_blocked = False
 
     def _expire_parked(self, now: float) -> None:
         """Drop parked batches (earlier boot, untrusted clock) past storage.parked_max_age,

@@ -12,12 +12,15 @@ from belabox_metrics.health.exposition import format_samples
 
 def report_storage(agent: Any) -> None:
     st = agent.spool.stats()
+    fault = agent.spool.guard.fault
     facts = health.StorageFacts(
         database_size_bytes=st.db_size_bytes, wal_size_bytes=st.wal_size_bytes,
         pending_count=st.pending_samples, wal_threshold_bytes=agent.cfg.storage.wal_checkpoint_size_mb << 20,
         path=st.path, persistent=agent.data_path.persistent, volatile_reason=agent.data_path.reason,
-        quarantined=agent.spool.open_report.quarantined, commit_error=agent._commit_error,
-        dropped=dict(st.dropped))
+        quarantined=agent.spool.open_report.quarantined, dropped=dict(st.dropped),
+        # A write fault stays until a commit succeeds (spool.guard), not until a quiet cycle.
+        commit_error=fault.message if fault is not None else agent._commit_error,
+        notice=agent.spool.guard.current_notice())
     agent.health.update("storage", *health.storage_health(facts))
     sm = agent.selfmetrics
     sm.set("metrics_collector_spool_pending_samples", st.pending_samples)

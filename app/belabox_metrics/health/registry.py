@@ -199,6 +199,7 @@ class StorageFacts:
     commit_error: str | None = None  # of the last commit; None when it succeeded
     full: bool = False  # at storage.max_size_mb: the oldest batches are being dropped
     dropped: Mapping[str, int] = field(default_factory=dict)  # samples by reason
+    notice: str | None = None  # a fault repaired while running (deleted file, empty at start)
 
 
 def storage_health(facts: StorageFacts | Mapping[str, Any]) -> Verdict:
@@ -218,6 +219,8 @@ def storage_health(facts: StorageFacts | Mapping[str, Any]) -> Verdict:
     problems = []
     if f.quarantined:
         problems.append(f"damaged database moved aside to {f.quarantined}")
+    if f.notice:
+        problems.append(f.notice)
     if not f.persistent:
         why = f" because {f.volatile_reason}" if f.volatile_reason else ""
         problems.append(f"spool on volatile storage ({f.path}){why}: lost on reboot")

@@ -25,6 +25,7 @@ from urllib.parse import quote
 from belabox_metrics.config import StorageConfig
 from belabox_metrics.health.selfmetrics import SelfMetrics
 from belabox_metrics.samples import Batch
+from belabox_metrics.spool import guard as spool_guard
 from belabox_metrics.spool import upkeep
 from belabox_metrics.spool.held import EST_BYTES_PER_SAMPLE, Entry, Held
 from belabox_metrics.spool.reader import RowReader, Slice
@@ -97,6 +98,7 @@ class Spool:
         self._closed = False
         self._readonly = False
         self.open_report = OpenReport(None, 0, 0, "")
+        self.guard = spool_guard.Guard(path, clock)
 
     def wal_share_bytes(self) -> int:
         """What the WAL may hold before it is checkpointed and truncated (journal_size_limit)."""
@@ -141,6 +143,10 @@ class Spool:
                              f"({e.strerror or e})") from None
         budget = Budget.of(cfg)
         quarantined = damage = None
+        empty = spool_guard.empty_file(path)
+        if empty:  # SQLite would take it for a new database without a word
+            log.warning("spool %s is an empty file (0 bytes): initialising a new spool; what it "
+                        "held before, if anything, is gone and cannot be counted", path)
         try:
             conn = cls._prepare(path, budget)
         except DamagedError as e:
@@ -157,7 +163,10 @@ class Spool:
             shrunk = upkeep.enforce_cap(spool._writer)
         spool._load()
         spool._count(shrunk, persist=False, totals=False)  # _load read them from the table
-        if quarantined is None:
+        if empty:
+            spool.guard.notice("spool file was empty (0 bytes) at start: initialised a new one")
+            spool.open_report = OpenReport(None, 0, 0, "spool file was empty (0 bytes): initialised")
+        elif quarantined is None:
             st = spool.stats()
             spool.open_report = OpenReport(None, 0, 0, f"spool ok: {st.pending_samples} samples pending")
         else:
@@ -264,6 +273,8 @@ class Spool:
 
     def maybe_commit(self, now_mono: float) -> int:
         """Write the batches held for commit_interval (or too many held); returns batches."""
+        if self.guard.moved() and self.guard.rebuild_due():
+            self._rebuild(self.guard.moved() or "spool file moved")
         return self._commit(self._held.due(now_mono, self.cfg.commit_interval, COMMIT_EARLY_SAMPLES), now_mono)
 
     def flush(self) -> int:
@@ -281,12 +292,44 @@ class Spool:
                 partial = [e for e in entries if e.done]
                 if partial:  # progress made while held: the rows start where it stands
                     self._advance_rows([Slice(e.id, 0, e.done, (), 0, "", 0, True, 0) for e in partial], None)
-            except BaseException:
+            except BaseException as e:
+                if isinstance(e, (sqlite3.Error, OSError)):
+                    self.guard.failed(e)
                 lost = self._held.put_back(entries, MAX_BUFFER_SAMPLES)
-                self._count({"buffer_full": lost})
+                self._count({self.guard.drop_reason(): lost})
                 raise
+            self.guard.committed()
             self.last_committed_wall_ms = [e.batch.wall_ms for e in entries]
             return len(entries)
+
+    def relocate(self, target: str) -> None:
+        """Move to ``target`` (persistent storage usable again after a volatile start)."""
+        self._rebuild(f"moved from {self.path}", os.path.abspath(target))
+
+    def _rebuild(self, why: str, target: str | None = None) -> None:
+        """The path no longer leads to the open file (spool.guard): copy what the connection
+        still reads to a new file there and carry on with it. On failure the old file stays
+        in use and the guard holds the fault; the next try follows after RETRY_REBUILD_S."""
+        target = target or self.path
+        with self._commit_lock, self._db:
+            try:
+                spool_guard.copy_to(self._conn, target)
+            except (sqlite3.Error, OSError) as e:
+                self.guard.cannot_rebuild(why, e)
+                return
+            spool_guard.retire(self._conn, self.path)
+            if target != self.path:
+                spool_guard.discard(self.path)  # copied; a volatile leftover would only confuse
+                self.path = self.guard.path = target
+            self._conn = conn = self._prepare(target, self._budget)
+            old_writer, self._writer = self._writer, RowWriter(conn, self._budget)
+            # Held batches keep the ids they were given: the new file's numbering goes on after them.
+            self._writer._next_id = max(self._writer._next_id, old_writer._next_id)
+            self._reader = RowReader(conn, self._writer.boot_name)
+            upkeep.enforce_cap(self._writer)
+            self._totals = Totals()
+            self._load()
+        self.guard.rebuilt(why, self.stats().pending_batches)
 
     def _insert(self, batches: list[Batch], ids: list[int] | None = None) -> list[int]:
         with self._db:
@@ -494,6 +537,10 @@ class Spool:
             self.flush()
         finally:
             self._closed = True
+            if self.guard.moved():  # a rebuild never succeeded: the open inode goes with us
+                st = self.stats()
+                self._count({"spool_deleted": self.guard.lost_at_stop(st.pending_samples + st.parked_samples)},
+                            persist=False)
             with self._db:
                 try:
                     # Leave a self-contained file (a copy or a `sqlite3` session needs no WAL).
