@@ -134,7 +134,8 @@ def test_413_over_a_size_is_bisected_and_everything_arrives(server, envs):
 @pytest.mark.parametrize("status", [401, 403])
 def test_401_403_are_final_mark_health_error_and_keep_the_data(server, envs, status):
     server.respond = lambda req: Reply(status, body="no")
-    env = envs(make_config(server.url()))
+    skew = [0.0]
+    env = envs(make_config(server.url()), clock=lambda: time.monotonic() + skew[0])
     fill(env.spool, batches=3, series=10)
     res = env.uploader.cycle()
     assert not res.ok and res.status == status
@@ -142,9 +143,14 @@ def test_401_403_are_final_mark_health_error_and_keep_the_data(server, envs, sta
     assert env.pending() == 30 and not res.dropped
     assert env.failures(f"http_{status}") == 1
     h = env.uploader_health()
-    assert h.status == health.ERROR and "rejected the auth token" in h.message
+    assert h.status == health.ERROR and h.message == f"server refused the token ({status})"
     assert env.health.overall() == health.ERROR
+    # a refused token backs off (one interval, doubling): the next cycle sends nothing
+    again = env.uploader.cycle()
+    assert again.stopped and 9 <= again.deferred_s <= 10 and len(server.requests) == 1
+    assert env.uploader_health().status == health.ERROR
     # the next cycle that gets through clears it
+    skew[0] = 11.0
     server.respond = lambda req: Reply(204)
     assert env.uploader.cycle().ok and env.pending() == 0
     assert env.uploader_health().status == health.OK
