@@ -45,6 +45,7 @@ class UploaderFacts:
     last_error: str | None = None  # the current failure (since the last 2xx), if any
     last_error_wall: float | None = None  # when the current kind of failure started
     last_error_cause: str | None = None
+    last_error_status: int | None = None  # HTTP status of the current failure; None when not HTTP
     last_status: int | None = None  # HTTP status of the last answer, if any
     token_error: str | None = None  # token file missing or unusable
     token_refused_status: int | None = None  # the server refused the token with this status
@@ -78,6 +79,7 @@ def uploader_health(facts: UploaderFacts | Mapping[str, Any]) -> tuple[str, str,
         "last_error": f.last_error,
         "last_error_time": rfc3339(f.last_error_wall) if f.last_error and f.last_error_wall else None,
         "last_error_cause": f.last_error_cause if f.last_error else None,
+        "last_error_status": f.last_error_status if f.last_error else None,
         "last_status": f.last_status,
     }
     if f.retry_wait_s:

@@ -331,6 +331,7 @@ class Uploader:
             since_success_s=max(0.0, now_mono - ref), last_upload_wall=s.last_success_wall,
             succeeded=s.last_success_wall is not None, last_cycle_failed=s.error is not None,
             last_error=s.error, last_error_wall=s.error_since_wall, last_error_cause=s.error_cause,
+            last_error_status=s.error_status,
             last_status=s.last_status, token_error=self._token_problem,
             token_refused_status=s.token_refused_status, config_error=self._config_error,
             enabled=bool(self.cfg.remote.url),
