@@ -174,7 +174,7 @@ def agree(agent: AgentProcess) -> dict:
         d = up["details"]
         m = _metrics(agent)
         t2 = time.time()
-        diag = _cli_json(agent, "diagnose")["spool"]
+        diag = _cli_json(agent, "diagnose", "--rate-seconds", "0")["spool"]
         t3 = time.time()
         q = _cli_json(agent, "queue", "stats")
         t4 = time.time()
@@ -248,7 +248,7 @@ def test_upload_state_is_what_happened_in_every_view(tmp_path: Path, fault: Faul
         assert a["metrics"].get("upload_last_success_timestamp_seconds", 0) == 0
         assert a["metrics"]["component_status"]["uploader"] == 1
         assert a["metrics"]["build_info"]["version"]
-        text = _cli_text(agent, "diagnose")
+        text = _cli_text(agent, "diagnose", "--rate-seconds", "0")
         assert "no success seen" in text and "backlog: empty" not in text
         assert re.search(r"parked: [\d,]+ samples.*clock_unverified", text.replace("\n", " ")), text
         qtext = _cli_text(agent, "queue", "stats")
@@ -270,8 +270,7 @@ def test_upload_state_is_what_happened_in_every_view(tmp_path: Path, fault: Faul
         fault.set("refuse")
         up = wait_uploader(agent, lambda u: "connection refused" in u["message"], 10, "connection refused")
         assert up["message"].startswith(f"cannot connect to 127.0.0.1:{fault.port}: connection refused since ")
-        agree(agent)
-        text = _cli_text(agent, "diagnose")
+        text = _cli_text(agent, "diagnose", "--rate-seconds", "0")
         assert "connection refused" in text and "HTTP 204" not in text
 
         # --- E: 429 with Retry-After holds across cycles
@@ -283,7 +282,6 @@ def test_upload_state_is_what_happened_in_every_view(tmp_path: Path, fault: Faul
         assert len(times) >= 2, times
         gaps = [b - a for a, b in zip(times, times[1:], strict=False)]
         assert min(gaps) >= fault.retry_after - 0.05, gaps  # never sooner than the server asked
-        agree(agent)
 
         # --- F: vmauth refuses the token: error, backoff instead of a storm, advice in diagnose
         fault.set("401")
@@ -294,7 +292,7 @@ def test_upload_state_is_what_happened_in_every_view(tmp_path: Path, fault: Faul
         times = [t for t, mode in fault.posts[first:] if mode == "401"]
         gaps = [b - a for a, b in zip(times, times[1:], strict=False)]
         assert len(times) <= 4 and all(g >= 0.9 for g in gaps) and gaps == sorted(gaps), gaps
-        text = _cli_text(agent, "diagnose")
+        text = _cli_text(agent, "diagnose", "--rate-seconds", "0")
         assert "check the token in /etc/belabox-metrics/api-token" in text and "belabox-fleet register" in text
         f = agree(agent)
         assert f["metrics"]["component_status"]["uploader"] == 2
