@@ -326,3 +326,48 @@ def test_upload_state_is_what_happened_in_every_view(tmp_path: Path, fault: Faul
         time.sleep(2.5)  # more failures: the last success stays the last 2xx
         assert uploader(agent)["details"]["last_upload_time"] == last_ok
         assert _metrics(agent)["upload_last_success_timestamp_seconds"] >= success_at
+
+
+def test_real_vmauth_refusing_the_token_is_named_and_backed_off(tmp_path: Path, caplog):
+    """vmauth answers an unknown bearer token with 400 and "cannot find the provided auth token"
+    (echoing the token): a refused token, not a poison sample to bisect, and never logged."""
+    import logging
+
+    from tests.support.uploading import Env, fill, make_config, write_token
+    from tests.support.vm import free_port
+
+    port = free_port()
+    (tmp_path / "auth.yml").write_text('users:\n- bearer_token: "the-right-one"\n  url_prefix: "http://127.0.0.1:1/"\n')
+    proc = subprocess.Popen(["vmauth", f"-auth.config={tmp_path / 'auth.yml'}", f"-httpListenAddr=127.0.0.1:{port}"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+                break
+            except OSError:
+                assert proc.poll() is None, "vmauth exited at start"
+                time.sleep(0.1)
+        wrong = "wrong-token-1234567890"
+        tok = write_token(tmp_path / "api-token", wrong)
+        env = Env(tmp_path, make_config(f"http://127.0.0.1:{port}/api/v1/import", auth_token_file=str(tok)))
+        try:
+            fill(env.spool, batches=2, series=5)
+            caplog.set_level(logging.DEBUG)
+            res = env.uploader.cycle()
+            assert not res.ok and res.status == 400 and not res.dropped and res.requests == 1
+            h = env.uploader_health()
+            assert (h.status, h.message) == ("error", "server refused the token (400)")
+            assert env.pending() == 10
+            again = env.uploader.cycle()
+            assert again.stopped and again.deferred_s > 0 and again.requests == 0  # no storm
+            everything = caplog.text + json.dumps(env.health.report())
+            assert "cannot find the provided auth token" in everything and wrong not in everything
+            write_token(tmp_path / "api-token", "another-token-0987654321")  # a new token goes at once
+            assert env.uploader.cycle().requests == 1
+        finally:
+            env.close()
+    finally:
+        proc.terminate()
+        proc.wait(10)

@@ -78,6 +78,12 @@ class UploadState:
             self._auth_not_before = self.clock() + delay
             return delay
 
+    def auth_remaining(self) -> float:
+        """Seconds left of the refused-token backoff, for display (changes nothing)."""
+        with self._lock:
+            nb = self._auth_not_before
+            return max(0.0, nb - self.clock()) if nb is not None else 0.0
+
     def auth_wait(self, token: str | None) -> float:
         """Seconds to wait before trying ``token``: none once the token changed."""
         with self._lock:

@@ -93,11 +93,14 @@ class Uploader:
     def last_error(self) -> str | None:
         return self.state.error
 
-    def not_before_s(self, token: str | None = None) -> float:
-        """Seconds until the next request may go: a server's Retry-After, a refused token."""
+    def not_before_s(self, token: str | None) -> float:
+        """Seconds until ``token`` may be sent: a server's Retry-After, a refused token (which
+        no longer holds once the token changed)."""
+        return max(self._retry_after_s(), self.state.auth_wait(token))
+
+    def _retry_after_s(self) -> float:
         nb = self.transport.not_before
-        wait = max(0.0, nb - self.clock()) if nb is not None else 0.0
-        return max(wait, self.state.auth_wait(token))
+        return max(0.0, nb - self.clock()) if nb is not None else 0.0
 
     def _on_attempt(self, out) -> None:
         self.state.attempt(out)
@@ -305,7 +308,7 @@ class Uploader:
             parked_batches=st.parked_batches if st else 0, parked_bytes=getattr(st, "parked_bytes", 0),
             oldest_parked_age_s=_age(now_wall, getattr(st, "oldest_parked_wall_ms", None)),
             inflight_s=None if inflight is None else max(0.0, now_mono - inflight),
-            retry_wait_s=self.not_before_s(None) or None)
+            retry_wait_s=max(self._retry_after_s(), self.state.auth_remaining()) or None)
 
     def _stale_after(self) -> float:
         # A cycle may run an interval of backlog plus every retry of a request; past that, a
@@ -337,7 +340,7 @@ class Uploader:
         next_due = self.clock() + self.cfg.upload_interval
         while not self._stop.is_set():
             self._wake.wait(max(0.0, next_due - self.clock()))
-            hold = self.not_before_s(self._last_token() if self.state.token_refused_status else None)
+            hold = self.not_before_s(self._last_token())
             if hold > 0 and not self._stop.is_set():
                 self._stop.wait(hold)  # a Retry-After holds across cycles
             self._wake.clear()
