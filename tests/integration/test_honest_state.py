@@ -43,10 +43,16 @@ class FaultServer:
         self.retry_after = 3
         self._lsock: socket.socket | None = None
         self._stop = threading.Event()
-        probe = socket.socket()
-        probe.bind(("127.0.0.1", 0))
-        self.port = probe.getsockname()[1]
-        probe.close()
+        # Bound but not listening while refusing: connects are refused, and the port stays ours
+        # (no other process or test can be handed it in between).
+        self._hold: socket.socket | None = self._bound(0)
+        self.port = self._hold.getsockname()[1]
+
+    def _bound(self, port: int) -> socket.socket:
+        s = socket.socket()
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        s.bind(("127.0.0.1", port))
+        return s
 
     @property
     def url(self) -> str:
@@ -58,10 +64,21 @@ class FaultServer:
         if mode == "refuse" and self._lsock is not None:
             self._lsock.close()
             self._lsock = None
+            if not self._stop.is_set():
+                try:
+                    self._hold = self._bound(self.port)
+                except OSError:  # an accepted connection still open on the port: bind when listening
+                    self._hold = None
         elif mode != "refuse" and self._lsock is None:
-            s = socket.socket()
-            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            s.bind(("127.0.0.1", self.port))
+            s, self._hold = self._hold, None
+            deadline = time.monotonic() + 5
+            while s is None:
+                try:
+                    s = self._bound(self.port)
+                except OSError:
+                    if time.monotonic() > deadline:
+                        raise
+                    time.sleep(0.1)
             s.listen(64)
             self._lsock = s
             threading.Thread(target=self._accept, args=(s,), daemon=True).start()
@@ -69,6 +86,8 @@ class FaultServer:
     def close(self) -> None:
         self._stop.set()
         self.set("refuse")
+        if self._hold is not None:
+            self._hold.close()
 
     def _accept(self, lsock: socket.socket) -> None:
         while True:
