@@ -26,7 +26,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from urllib.parse import urlsplit, urlunsplit
 
-from belabox_metrics import __version__
+from belabox_metrics import __version__, redact
 from belabox_metrics.platform import boundedhttp
 from belabox_metrics.upload import failures
 from belabox_metrics.upload.retry import RetryPolicy, parse_retry_after
@@ -78,6 +78,7 @@ def classify_status(status: int) -> tuple[str, bool, str]:
 
 def redact_url(url: str) -> str:
     """The URL as it may appear in logs: no user:password, no query (it may hold a key)."""
+    url = redact.redact_url(url)  # the project's rule first, even if the parse below fails
     try:
         p = urlsplit(url)
     except ValueError:
