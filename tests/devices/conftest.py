@@ -148,6 +148,22 @@ def mm_bus(system_bus, monkeypatch):
 
 
 @pytest.fixture
+def bus_socket(tmp_path, monkeypatch):
+    """A listening unix socket as the system bus address, for the fake-mmcli tests: the
+    collector skips mmcli when no system bus socket exists, and this host may have none."""
+    import socket as socketmod
+    path = tmp_path / "bus_socket"
+    sock = socketmod.socket(socketmod.AF_UNIX, socketmod.SOCK_STREAM)
+    sock.bind(str(path))
+    sock.listen(1)
+    monkeypatch.setenv("DBUS_SYSTEM_BUS_ADDRESS", f"unix:path={path}")
+    try:
+        yield path
+    finally:
+        sock.close()
+
+
+@pytest.fixture
 def mm(mm_bus):
     mock = ModemManagerMock(mm_bus)
     mock.start()

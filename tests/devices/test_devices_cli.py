@@ -34,13 +34,13 @@ def test_json(tree, tmp_path):
     result = run_cli("devices", "--json", "--sysfs", str(tree), "--udev-dir", str(tmp_path / "none"))
     assert result.returncode == 0, result.stderr
     data = json.loads(result.stdout)
-    assert set(data) == {"mode", "discovery", "disks", "interfaces", "modems", "excluded"}
+    assert set(data) == {"mode", "discovery", "disks", "interfaces", "modems", "excluded", "modemmanager"}
     assert data["discovery"]["mode"] == "sysfs"
     assert {(n["name"], n["kind"]) for n in data["interfaces"]} == {
         ("eth0", "ethernet"), ("eth1", "modem"), ("usb1", "tether"), ("wlan0", "wifi"), ("wwan0", "modem")}
     modem = next(m for m in data["modems"] if m["vendor_id"] == "2c7c")
     assert set(modem) == {"key", "usb_path", "vendor_id", "product_id", "manufacturer", "model", "driver",
-                          "interfaces", "ports", "reason"}
+                          "interfaces", "ports", "reason", "bus"}
     assert len(modem["key"]) == 12
     assert all(set(e) == {"name", "kind", "reason"} for e in data["excluded"])
 

@@ -16,6 +16,12 @@ from belabox_metrics.health.registry import Registry as HealthRegistry
 from tests.devices.conftest import make_ctx
 
 
+@pytest.fixture(autouse=True)
+def _a_system_bus(bus_socket):
+    """Fake mmcli scripts run only where a system bus exists (tests that need none or the
+    dbusmock one override the address)."""
+
+
 def _script(path, body: str) -> str:
     path.write_text("#!/bin/sh\n" + body)
     path.chmod(0o755)
@@ -46,8 +52,10 @@ def test_modemmanager_not_running(mm_bus, generic_sysfs, generic_registry):
     assert state.message.endswith("modem radio metrics unavailable")
     # Radio metrics absent; what discovery knows is still reported.
     names = {s.name for s in samples}
-    assert names == {"belabox_modem_info", "belabox_modem_receive_bytes_total",
-                     "belabox_modem_transmit_bytes_total"}
+    assert names == {"belabox_modem_info", "belabox_modem_present", "belabox_modem_receive_bytes_total",
+                     "belabox_modem_transmit_bytes_total", "belabox_modemmanager_up"}
+    assert [s.value for s in samples if s.name == "belabox_modemmanager_up"] == [0]
+    assert [s.value for s in samples if s.name == "belabox_modem_present"] == [1, 1]
     assert {s.label("interface") for s in samples if s.name == "belabox_modem_info"} == {"wwan0", "eth1"}
     # The other collectors are untouched and the agent stays serving (degraded, not error).
     assert health.get("collector.netdev").status == "ok"

@@ -73,12 +73,19 @@ def test_three_technologies(mm, sysfs, generic_registry):
     assert set(info) == {k0, k1, k2, hilink.key}
     assert dict(info[k0].labels) == {"modem": k0, "manufacturer": "Quectel", "model": "EC25",
                                      "firmware": "EC25EFAR06A06M4G", "interface": "wwan0",
-                                     "operator": "Telekom.de", "access_tech": "lte"}
+                                     "operator": "Telekom.de", "access_tech": "lte",
+                                     "driver": "qmi_wwan", "bus": "usb", "bus_path": "1-1"}
     assert info[k1].label("access_tech") == "5gnr" and info[k1].label("operator") == "Vodafone.de"
     assert info[k2].label("access_tech") == "umts"
     # The HiLink stick has no ModemManager side: its USB identity and its counters only.
     assert dict(info[hilink.key].labels) == {"modem": hilink.key, "manufacturer": "HUAWEI MOBILE",
-                                             "model": "HUAWEI MOBILE", "interface": "eth1"}
+                                             "model": "HUAWEI MOBILE", "interface": "eth1",
+                                             "driver": "cdc_ether", "bus": "usb", "bus_path": "1-2"}
+    # ModemManager's modems without a sysfs device here still say where ModemManager found them.
+    assert (info[k1].label("bus"), info[k1].label("bus_path")) == ("usb", "usb1")
+    present = {k: s.value for k, s in by_modem(samples, "belabox_modem_present").items()}
+    assert present == {k0: 1, k1: 1, k2: 1, hilink.key: 1}
+    assert [s.value for s in samples if s.name == "belabox_modemmanager_up"] == [1]
 
     state = by_modem(samples, "belabox_modem_state")
     assert (state[k0].value, state[k1].value, state[k2].value) == (11, 11, 8)

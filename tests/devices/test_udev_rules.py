@@ -123,8 +123,8 @@ def tree(tmp_path_factory) -> Path:
 
 
 def _devices(tree: Path):
-    for sub in ("net", "block", "tty", "usbmisc"):
-        for entry in sorted((tree / "class" / sub).iterdir()):
+    for sub in ("net", "block", "tty", "usbmisc", "wwan"):
+        for entry in sorted((tree / "class" / sub).iterdir()) if (tree / "class" / sub).is_dir() else ():
             yield Dev(tree, entry)
     for entry in sorted((tree / "bus" / "usb" / "devices").iterdir()):
         dev = Dev(tree, entry)
@@ -154,6 +154,8 @@ def test_lists_mirror_the_classifier():
     assert set(ports.split("|")) == set(classify_mod.MODEM_DRIVERS)
     router = re.search(r'CELLULAR\}=="1", DRIVERS=="([^"]+)"', text)[1]
     assert set(router.split("|")) == set(classify_mod.ROUTER_DRIVERS)
+    pci = re.search(r'\nDRIVERS=="(mhi[^"]+)"', text)[1]
+    assert set(pci.split("|")) == set(classify_mod.PCI_MODEM_DRIVERS)
 
 
 def test_rules_agree_with_the_classifier(tree):

@@ -8,7 +8,7 @@ import pytest
 from tests.devices.conftest import run_under_umockdev
 
 
-@pytest.mark.parametrize("case", ["case_discovery.py", "case_cli.py"])
+@pytest.mark.parametrize("case", ["case_discovery.py", "case_cli.py", "case_modems.py"])
 def test_umockdev_case(case):
     result = run_under_umockdev(case)
     assert result.returncode == 0, f"{case} failed under umockdev:\n{result.stdout[-6000:]}\n{result.stderr[-3000:]}"

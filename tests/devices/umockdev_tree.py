@@ -11,8 +11,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-CLASS_SUBSYSTEMS = {"net", "block", "tty", "usbmisc", "nvme", "mmc_host", "gadget"}
-BUS_SUBSYSTEMS = {"usb", "pci", "platform", "mmc", "scsi", "usb-serial"}
+CLASS_SUBSYSTEMS = {"net", "block", "tty", "usbmisc", "nvme", "mmc_host", "gadget", "wwan"}
+BUS_SUBSYSTEMS = {"usb", "pci", "platform", "mmc", "scsi", "usb-serial", "mhi"}
 
 
 def parse(text: str) -> list[dict]:

@@ -106,7 +106,8 @@ def test_error_when_the_server_answers_401(tmp_path):
         server.close()
 
 
-def test_stopped_agent_leaves_a_stale_lock_and_a_readable_spool(tmp_path):
+def test_cleanly_stopped_agent_leaves_a_free_lock_and_a_readable_spool(tmp_path):
+    """A clean stop is not a stale lock (issue "first touch"): the lock file is left empty."""
     cfg = write_config(tmp_path)  # spool only: nothing is uploaded, so samples stay pending
     agent = Agent(cfg)
     try:
@@ -118,7 +119,8 @@ def test_stopped_agent_leaves_a_stale_lock_and_a_readable_spool(tmp_path):
     p = diagnose(cfg)
     assert p.returncode == 2, p.stdout + p.stderr
     text = p.stdout
-    assert has(text, f"stale lock file {tmp_path}/data/metrics.db.lock (PID {agent.pid} no longer exists)")
+    assert has(text, f"stopped cleanly (lock file {tmp_path}/data/metrics.db.lock is free and empty)")
+    assert "stale" not in text
     assert has(text, "read from the spool file, read-only")
     assert re.search(r"[1-9][0-9,]* samples pending", text), text
     assert has(text, "(devices from a one-off collection)")
@@ -126,7 +128,7 @@ def test_stopped_agent_leaves_a_stale_lock_and_a_readable_spool(tmp_path):
     doc = json.loads(diagnose(cfg, "--json").stdout)
     assert doc["status"] == "error" and doc["spool"]["pending_samples"] > 0
     assert doc["service"]["lock"] == {"path": f"{tmp_path}/data/metrics.db.lock", "exists": True, "held": False,
-                                      "pid": agent.pid, "pid_alive": False}
+                                      "pid": None, "pid_alive": False}
 
 
 def test_never_started(tmp_path):

@@ -155,3 +155,11 @@ def test_stream_facts_and_row():
     text = out.text()
     assert "belacoder DOWN (7 restarts)" in text and "DUPLICATE IPv4 on usb0" in text
     assert "bitrate 6.0 Mbit/s" in text
+
+
+def test_header_keeps_the_whole_time_and_the_verdict():
+    text = render({"status": "degraded", "device_id": "bb-0123456789ab", "generated": "2026-12-07T15:04:05.123Z"})
+    first = text.splitlines()[0]
+    assert "2026-12-07T15:04:05Z" in first and first.rstrip().endswith("DEGRADED") and len(first) <= 80
+    long_id = render({"status": "ok", "device_id": "x" * 70, "generated": "2026-12-07T15:04:05Z"})
+    assert "2026-12-07T15:04:05Z" in long_id.splitlines()[0][:80] or "2026-12-07T15:04" in long_id

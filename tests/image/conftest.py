@@ -33,9 +33,12 @@ class Layer:
         self.tar = out / f"belabox-metrics-layer_{version}.tar"
 
 
+MAINTAINER_ENV = {"DEBFULLNAME": "BELABOX Test Maintainer", "DEBEMAIL": "maintainer@belabox-metrics.example.com"}
+
+
 def build_layer(out: Path, version: str | None = None) -> Layer:
     argv = [BUILD, "--out", out] + (["--version", version] if version else [])
-    run(argv, timeout=120)
+    run(argv, timeout=120, env={**os.environ, **MAINTAINER_ENV})
     if version is None:
         version = run(["awk", '-F"', '/^version *=/{print $2; exit}', REPO / "pyproject.toml"]).stdout.strip()
     layer = Layer(out, version)

@@ -20,6 +20,7 @@ import urllib.request
 
 COLLECTOR = "metrics-collector.service"
 FIRSTBOOT = "metrics-collector-firstboot.service"
+PROVISION = "metrics-collector-provision.service"
 PROPS = ["ActiveState", "SubState", "Result", "NRestarts", "MainPID", "StatusText", "ExecMainStatus",
          "ConditionResult", "WatchdogUSec", "MemoryMax", "CPUQuotaPerSecUSec", "User"]
 PATHS = ["/etc/belabox-metrics", "/etc/belabox-metrics/api-token", "/etc/belabox-metrics/config.yaml",
@@ -112,6 +113,7 @@ try:
         res["errors"].append(f"{COLLECTOR} is {state}, not active")
     res["collector"] = show(COLLECTOR)
     res["firstboot"] = show(FIRSTBOOT)
+    res["provision"] = show(PROVISION)
     res["files"] = {p: describe(p) for p in PATHS}
     res["metrics_user"] = list(pwd.getpwnam("metrics")[2:4])
     res["machine_id"] = read("/etc/machine-id").strip()
@@ -155,6 +157,23 @@ try:
                      "health": (body or {}).get("components", {}).get("collector.kernel_events"),
                      "metric_lines": [x for x in metrics_text.splitlines()
                                       if x.startswith("belabox_kernel_events_total")]}
+    if params.get("reseed"):
+        # Token rotation while the collector runs: a new seed, imported by hand as an operator
+        # would; the importer restarts the collector, whose credential copy is made at start.
+        before = show(COLLECTOR)
+        with open("/boot/firmware/belabox-metrics.yaml", "w") as fh:
+            fh.write(params["reseed"])
+        r = sh("metrics-collector", "provision-import")
+        _, seen = get_json(f"http://127.0.0.1:{params['proxy_port']}/_seen")
+        def restarted_collector():
+            c = show(COLLECTOR)
+            return c["ActiveState"] == "active" and c["MainPID"] not in ("0", before["MainPID"]) and c
+        restarted = wait("the collector restarted by the importer", restarted_collector, 60)
+        after_ok = wait("an upload after the restart",
+                        lambda: (lambda s2: s2["ok"] > seen["ok"] + 1 and s2)(
+                            get_json(f"http://127.0.0.1:{params['proxy_port']}/_seen")[1]), 60)
+        res["reseed"] = {"rc": r.returncode, "stderr": r.stderr, "pid_before": before["MainPID"],
+                         "after": restarted, "uploads": after_ok}
     if params.get("stall"):
         # The test hook stalls the agent's loop: WATCHDOG=1 stops, systemd must kill and restart it.
         pid_before = show(COLLECTOR)["MainPID"]
@@ -169,7 +188,7 @@ except Exception as e:  # noqa: BLE001 - report, never hang the boot
     res["errors"].append(f"{type(e).__name__}: {e}")
 finally:
     journal = sh("journalctl", "-b", "--no-pager", "-o", "short-monotonic",
-                 "-u", COLLECTOR, "-u", FIRSTBOOT, "-u", "systemd-sysusers.service",
+                 "-u", COLLECTOR, "-u", FIRSTBOOT, "-u", PROVISION, "-u", "systemd-sysusers.service",
                  "-u", "systemd-tmpfiles-setup.service").stdout
     with open(f"/out/{tag}-journal.txt", "w") as fh:
         fh.write(journal)

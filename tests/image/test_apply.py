@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import stat
 import subprocess
 from pathlib import Path
@@ -43,7 +44,8 @@ def test_apply_to_a_rootfs_folder(fresh_root):
     assert meta(root / UNIT) == (0, 0, 0o644)
     assert meta(root / "usr/bin/metrics-collector") == (0, 0, 0o755)
     assert meta(root / "usr/libexec/belabox-metrics/firstboot") == (0, 0, 0o755)
-    for unit in ("metrics-collector.service", "metrics-collector-firstboot.service"):
+    for unit in ("metrics-collector.service", "metrics-collector-firstboot.service",
+                 "metrics-collector-provision.service"):
         assert os.readlink(root / WANTS / unit).endswith(f"/systemd/system/{unit}")
     assert (root / "usr/lib/python3/dist-packages/belabox_metrics/commands/cli.py").is_file()
     # The token is first boot's job: an image must not carry one shared by every device.
@@ -190,9 +192,13 @@ def test_apply_to_a_raw_image_without_mounting_it(disk):
     unit_text = (Path(APPLY).parents[1] / "overlays/common" / UNIT).read_text()
     assert debugfs(spec, f"cat /{UNIT}") == unit_text
 
-    again = apply(disk)
+    seed = disk.with_name("seed.yaml")
+    seed.write_text("token: image-seed\ndevice_id: imaged-1\n")
+    again = apply(disk, "--seed", seed)
     assert "keeping the existing /etc/belabox-metrics/config.yaml" in again.stderr
     assert metrics_ids(debugfs(spec, "cat /etc/passwd")) == (uid, gid)
+    # The seed went to the FAT boot partition (mtools, no mount), not into the root.
+    assert run(["mtype", "-i", f"{disk}@@{BOOT_START * SECTOR}", "::/belabox-metrics.yaml"]).stdout == seed.read_text()
 
 
 def test_root_partition_by_label_or_number(tmp_path, fresh_root):
@@ -240,3 +246,50 @@ def test_apply_through_a_loop_mount(disk):
     assert image_meta(spec, "/etc/belabox-metrics/config.yaml") == ("regular:0640", 0, gid)
     assert image_meta(spec, "/var/lib/belabox-metrics") == ("directory:0750", uid, gid)
     assert subprocess.run(["e2fsck", "-fn", spec], capture_output=True).returncode == 0
+
+
+# --- run-time checks, --seed, --help ---------------------------------------------------------
+
+def test_refuses_a_root_without_python3_one_line_per_missing_piece(fresh_root):
+    root = fresh_root()
+    for p in (root / "usr/bin").glob("python3*"):
+        p.unlink()
+    shutil.rmtree(root / "usr/lib/python3/dist-packages/sdnotify")
+    res = apply(root, check=False)
+    assert res.returncode != 0
+    lines = res.stderr.strip().splitlines()
+    assert lines == [f"apply: error: {root}: no python3 in usr/bin (the agent needs python3 >= 3.10)",
+                     f"apply: error: {root}: no Python module sdnotify in usr/lib/python3/dist-packages "
+                     "(Debian package python3-sdnotify)"], res.stderr
+    assert not (root / UNIT).exists(), "nothing may be changed"
+
+
+def test_refuses_an_old_systemd(fresh_root):
+    root = fresh_root()
+    libs = list((root / "usr/lib").glob("**/systemd/libsystemd-shared-*.so"))
+    assert libs
+    for p in libs:
+        p.rename(p.with_name("libsystemd-shared-247.so"))
+    res = apply(root, check=False)
+    assert res.returncode != 0
+    assert res.stderr.strip() == f"apply: error: {root}: systemd 247 is older than 250 " \
+                                 "(LoadCredential= with SetCredential= fallbacks)"
+
+
+def test_seed_goes_to_a_folders_boot_firmware(fresh_root, tmp_path):
+    root = fresh_root()
+    (root / "boot/firmware").mkdir(parents=True, exist_ok=True)
+    seed = tmp_path / "seed.yaml"
+    seed.write_text("token: apply-seed\ndevice_id: applied-1\n")
+    res = apply(root, "--seed", seed)
+    assert (root / "boot/firmware/belabox-metrics.yaml").read_text() == seed.read_text()
+    assert "apply-seed" not in res.stderr
+    seed.write_text("token: [\n")
+    res = apply(root, "--seed", seed, check=False)
+    assert res.returncode != 0 and "seed refused: belabox-metrics.yaml: YAML syntax error" in res.stderr
+
+
+def test_help_prints_the_usage_and_does_nothing():
+    res = subprocess.run([str(APPLY), "--help"], capture_output=True, text=True, timeout=30)
+    assert res.returncode == 0 and res.stdout.startswith("Apply the metrics-collector layer")
+    assert "--seed FILE" in res.stdout and "python3 >= 3.10" in res.stdout

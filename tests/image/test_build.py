@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import os
 import re
 import subprocess
 import tarfile
@@ -38,6 +39,8 @@ def test_deb_metadata(layer):
     depends = [d.strip() for d in c["Depends"].split(",")]
     for dep in DEPENDS:
         assert dep in depends, f"missing Depends: {dep}"
+    assert c["Recommends"] == "modemmanager"
+    assert c["Maintainer"] == "BELABOX Test Maintainer <maintainer@belabox-metrics.example.com>"
     info = run(["dpkg-deb", "--info", layer.deb, "conffiles"]).stdout.split()
     assert info == ["/etc/belabox-metrics/config.yaml"]
 
@@ -56,6 +59,11 @@ def test_deb_contents(layer):
         "usr/libexec/belabox-metrics/firstboot",
         "etc/belabox-metrics/config.yaml",
         "usr/share/doc/belabox-metrics/copyright",
+        "usr/lib/systemd/system/metrics-collector-provision.service",
+        "usr/share/bash-completion/completions/metrics-collector",
+        "usr/lib/belabox-metrics/boards/rk3588-rock5b/usr/lib/systemd/system/metrics-collector.service.d/"
+        "50-rk3588-rock5b.conf",
+        "usr/lib/belabox-metrics/boards/jetson-nano/usr/lib/tmpfiles.d/belabox-metrics-jetson-nano.conf",
     ]
     for path in must:
         assert path in members, path
@@ -148,3 +156,60 @@ def test_relative_stage_and_out_paths_stay_where_they_are_given(tmp_path):
     assert list((tmp_path / "dist").glob("*.deb"))
     assert subprocess.run(["git", "-C", REPO, "status", "--porcelain", "--", "app"],
                           capture_output=True, text=True).stdout == ""
+
+
+def test_maintainer_comes_from_an_option_or_the_environment_or_the_build_stops(tmp_path):
+    env = {k: v for k, v in os.environ.items() if k not in ("DEBFULLNAME", "DEBEMAIL")}
+    # No git identity either: a config-less HOME and no system config.
+    env.update(HOME=str(tmp_path), GIT_CONFIG_NOSYSTEM="1", GIT_CONFIG_GLOBAL="/dev/null")
+    res = subprocess.run([REPO / "image/build", "--out", tmp_path / "a"], env=env, capture_output=True, text=True,
+                         timeout=120)
+    assert res.returncode != 0
+    assert res.stderr.strip() == 'build: error: no maintainer: pass --maintainer "Name <email>" or set ' \
+                                 "DEBFULLNAME and DEBEMAIL"
+    assert not (tmp_path / "a").exists() or not list((tmp_path / "a").iterdir())
+    run([REPO / "image/build", "--out", tmp_path / "b", "--maintainer", "Jo Doe <jo@example.com>"], env=env)
+    assert control(next((tmp_path / "b").glob("*.deb")))["Maintainer"] == "Jo Doe <jo@example.com>"
+    bad = subprocess.run([REPO / "image/build", "--out", tmp_path / "c", "--maintainer", "jo"], env=env,
+                         capture_output=True, text=True, timeout=120)
+    assert bad.returncode != 0 and "is not of the form" in bad.stderr
+
+
+def test_build_writes_only_into_its_output_folder(tmp_path):
+    def tree():
+        return {p: p.stat().st_mtime_ns for p in REPO.rglob("*")
+                if p.is_file() and not {".git", "var", "__pycache__", ".pytest_cache", ".ruff_cache"} & set(p.parts)}
+    before = tree()
+    build_layer(tmp_path)
+    assert tree() == before, "image/build changed the checkout"
+
+
+def test_bash_completion_knows_every_command(layer, tmp_path):
+    run(["dpkg-deb", "-x", layer.deb, tmp_path])
+    script = tmp_path / "usr/share/bash-completion/completions/metrics-collector"
+    probe = ('source "$1"; COMP_WORDS=(metrics-collector ""); COMP_CWORD=1; _metrics_collector; '
+             'echo "${COMPREPLY[*]}"; COMP_WORDS=(metrics-collector check-config --j); COMP_CWORD=2; '
+             '_metrics_collector; echo "${COMPREPLY[*]}"')
+    out = run(["bash", "-c", probe, "-", script]).stdout.splitlines()
+    for cmd in ("run", "check-config", "collect", "provision-import"):
+        assert cmd in out[0].split(), out
+    assert out[1] == "--json"
+
+
+def test_preinst_refuses_an_old_python_with_one_line(tmp_path):
+    fake = tmp_path / "bin"
+    fake.mkdir()
+    (fake / "python3").write_text('#!/bin/sh\n[ "$1" = -V ] && { echo "Python 3.8.10"; exit 0; }\nexit 1\n')
+    (fake / "python3").chmod(0o755)
+    res = subprocess.run(["sh", REPO / "image/debian/preinst", "install"], capture_output=True, text=True,
+                         env={"PATH": f"{fake}:/usr/bin:/bin"})
+    assert res.returncode == 1
+    assert res.stderr == "belabox-metrics: needs python3 >= 3.10; this system has Python 3.8.10\n"
+    ok = subprocess.run(["sh", REPO / "image/debian/preinst", "install"], capture_output=True, text=True)
+    assert ok.returncode == 0 and ok.stderr == ""
+
+
+def test_help_prints_the_usage_and_does_nothing(tmp_path):
+    res = subprocess.run([REPO / "image/build", "--help"], capture_output=True, text=True, cwd=tmp_path)
+    assert res.returncode == 0 and res.stdout.startswith("Build the image layer")
+    assert "--maintainer" in res.stdout and not list(tmp_path.iterdir())

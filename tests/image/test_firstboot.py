@@ -167,3 +167,21 @@ def test_read_only_etc_puts_the_token_in_the_state_folder(readonly_etc):
     # Again: the state token counts as provisioned.
     again = firstboot(root).stdout
     assert "already provisioned in /var/lib/belabox-metrics/api-token" in again
+
+
+def test_first_boot_links_the_device_trees_board_drop_ins(fresh_root, layer):
+    root = fresh_root()
+    run([APPLY, root])
+    dt = root / "tmp/fakeproc/device-tree"
+    dt.mkdir(parents=True)
+    (dt / "compatible").write_bytes(b"radxa,rock-5b\0rockchip,rk3588\0")
+    res = firstboot(root, "--procfs", "/tmp/fakeproc")
+    dropin = root / "etc/systemd/system/metrics-collector.service.d/50-rk3588-rock5b.conf"
+    assert os.readlink(dropin) == "/usr/lib/belabox-metrics/boards/rk3588-rock5b/usr/lib/systemd/system/" \
+                                  "metrics-collector.service.d/50-rk3588-rock5b.conf"
+    assert (root / os.readlink(dropin).lstrip("/")).is_file()
+    assert "board rk3588-rock5b: linked" in res.stdout
+    assert not (root / "etc/tmpfiles.d/belabox-metrics-jetson-nano.conf").exists(), "another board's drop-in"
+    (root / MARKER).unlink()
+    again = firstboot(root, "--procfs", "/tmp/fakeproc")
+    assert "board rk3588-rock5b: drop-ins already linked" in again.stdout

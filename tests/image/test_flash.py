@@ -122,3 +122,47 @@ def test_asks_before_writing_and_will_not_ask_a_non_terminal(tmp_path, image):
     line = one_error_line(flash(image, dev, "--sysfs-root", sysfs))
     assert "pass --yes" in line
 
+
+
+def card_image(tmp_path) -> Path:
+    """A small partitioned image: a FAT boot partition, then a Linux one."""
+    img = tmp_path / "card.img"
+    run(["truncate", "-s", str(12 * MB), img])
+    run(["sfdisk", "-q", img],
+        input="label: dos\nunit: sectors\n\nstart=2048, size=8192, type=c\nstart=10240, type=83\n")
+    boot = tmp_path / "boot.vfat"
+    run(["mkfs.vfat", "-n", "BOOT", "-C", boot, "4096"])
+    run(["dd", f"if={boot}", f"of={img}", "bs=512", "seek=2048", "conv=notrunc", "status=none"])
+    return img
+
+
+SEED = "token: flash-seed-token\ndevice_id: flashed-1\nremote:\n  url: https://vm.example/api/v1/import\n"
+
+
+def test_seed_is_written_to_the_boot_partition_after_the_verify(tmp_path):
+    img = card_image(tmp_path)
+    sysfs, dev = fake_disk(tmp_path, sectors=16 * 2048)
+    seed = tmp_path / "seed.yaml"
+    seed.write_text(SEED)
+    res = flash(img, dev, "--yes", "--sysfs-root", sysfs, "--seed", seed)
+    assert res.returncode == 0, res.stderr
+    assert res.stderr.index("verified: sha256") < res.stderr.index("wrote belabox-metrics.yaml to the boot partition")
+    got = run(["mtype", "-i", f"{dev}@@{2048 * 512}", "::/belabox-metrics.yaml"]).stdout
+    assert got == SEED
+    assert "flash-seed-token" not in res.stderr
+
+
+def test_a_bad_seed_is_refused_before_the_card_is_written(tmp_path):
+    img = card_image(tmp_path)
+    sysfs, dev = fake_disk(tmp_path, sectors=16 * 2048)
+    seed = tmp_path / "seed.yaml"
+    seed.write_text("token: t\nremote:\n  urll: https://x.example/\n")
+    line = one_error_line(flash(img, dev, "--yes", "--sysfs-root", sysfs, "--seed", seed))
+    assert "seed refused: belabox-metrics.yaml: remote.urll: unknown key" in line
+    assert dev.read_bytes() == b"\0" * dev.stat().st_size
+
+
+def test_help_prints_the_usage_and_does_nothing():
+    res = flash("--help")
+    assert res.returncode == 0 and res.stdout.splitlines()[0].startswith("Write a raw disk image")
+    assert "scripts/flash IMAGE DEVICE" in res.stdout and "--seed FILE" in res.stdout

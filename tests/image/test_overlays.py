@@ -60,11 +60,14 @@ def test_vendor_files_live_under_usr_lib_and_etc_holds_only_the_config():
             assert rel[0] == "usr" and rel[1] in ("lib", "libexec"), p
 
 
-def test_overlay_firstboot_is_a_copy_of_scripts_firstboot():
-    copy = COMMON / "usr/libexec/belabox-metrics/firstboot"
-    assert copy.read_bytes() == (REPO / "scripts/firstboot").read_bytes(), \
-        "run image/build (it copies scripts/firstboot into the overlay) and commit the copy"
-    assert copy.stat().st_mode & stat.S_IXUSR
+def test_firstboot_has_one_source_in_git():
+    """image/build copies the overlay's firstboot; no second copy may drift from it."""
+    script = COMMON / "usr/libexec/belabox-metrics/firstboot"
+    assert script.stat().st_mode & stat.S_IXUSR
+    tracked = subprocess.run(["git", "-C", str(REPO), "ls-files"], capture_output=True, text=True,
+                             check=True).stdout.split()
+    assert [p for p in tracked if p.endswith("/firstboot") or p == "firstboot"] == \
+        ["overlays/common/usr/libexec/belabox-metrics/firstboot"]
 
 
 def test_default_config_passes_check_config():
@@ -161,8 +164,9 @@ def test_tmpfiles_create_the_guides_owners_and_modes(tmp_path):
     assert meta("var/lib/belabox-metrics") == (uid, uid, 0o750)
 
 
-def test_preset_enables_both_units():
+def test_preset_enables_the_units():
     text = (COMMON / "usr/lib/systemd/system-preset/80-belabox-metrics.preset").read_text()
     rules = [line.split() for line in text.splitlines() if line.strip() and not line.startswith("#")]
     assert sorted(rules) == [["enable", "metrics-collector-firstboot.service"],
+                             ["enable", "metrics-collector-provision.service"],
                              ["enable", "metrics-collector.service"]]

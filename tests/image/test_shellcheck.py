@@ -9,7 +9,7 @@ from tests.image.conftest import REPO, shell_scripts
 
 def test_shell_scripts_are_found():
     names = {str(p.relative_to(REPO)) for p in shell_scripts()}
-    expected = {"scripts/firstboot", "scripts/flash", "image/build", "image/apply",
+    expected = {"scripts/flash", "image/build", "image/apply",
                 "image/debian/postinst", "image/debian/prerm", "image/debian/postrm",
                 "overlays/common/usr/libexec/belabox-metrics/firstboot"}
     assert expected <= names, expected - names

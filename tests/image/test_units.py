@@ -11,7 +11,7 @@ import pytest
 from tests.image.conftest import APPLY, REPO, run
 
 UNIT_DIR = "usr/lib/systemd/system"
-UNITS = ("metrics-collector.service", "metrics-collector-firstboot.service")
+UNITS = ("metrics-collector.service", "metrics-collector-firstboot.service", "metrics-collector-provision.service")
 MAX_EXPOSURE = 1.5  # design §9
 
 
@@ -115,3 +115,15 @@ def test_firstboot_unit_contract():
     assert "Before=metrics-collector.service" in text
     assert "ConditionPathExists=!/var/lib/belabox-metrics/.firstboot-done" in text
     assert re.search(r"^ExecStart=/usr/libexec/belabox-metrics/firstboot\b", text, re.M)
+
+
+def test_provision_unit_contract():
+    """Every boot (no done-marker condition), before first boot and the collector; a refused
+    seed (exit 78) is not a failed unit."""
+    text = (REPO / "overlays/common" / UNIT_DIR / "metrics-collector-provision.service").read_text()
+    assert "Condition" not in text
+    assert "Before=metrics-collector-firstboot.service metrics-collector.service" in text
+    assert "ExecStart=/usr/bin/metrics-collector provision-import" in text
+    assert "SuccessExitStatus=78" in text and "Type=oneshot" in text
+    collector = (REPO / "overlays/common" / UNIT_DIR / "metrics-collector.service").read_text()
+    assert re.search(r"^Wants=.*metrics-collector-provision\.service", collector, re.M)

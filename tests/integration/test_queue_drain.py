@@ -118,3 +118,23 @@ def test_writers_refuse_while_the_agent_holds_the_lock(tmp_path):
     p = run_cli("queue", "vacuum", "--config", conf)
     assert p.returncode == 0 and "vacuumed" in p.stdout, p.stderr
     assert os.path.exists(db)
+
+
+def test_drain_with_parked_samples_says_so_and_fails(tmp_path):
+    """Parked batches (an earlier boot's, clock never verified) are not drained: the drain says
+    how many wait, and exits 1 rather than reporting a clean 0 pending."""
+    db = str(tmp_path / "data" / "metrics.db")
+    spool = Spool.open(db, config.Config().storage)
+    try:
+        now = int(time.time() * 1000)
+        for i in range(3):
+            spool.append(Batch((sample("drain_test_value", i, {"series": "p"}),), now - 60_000 + i,
+                               "an-earlier-boot", i, False))
+        spool.flush()
+        spool.park([1, 2, 3], "untrusted_clock")
+    finally:
+        spool.close()
+    with VictoriaMetrics(tmp_path / "vm") as vm:
+        p = run_cli("queue", "drain", "--config", _config(tmp_path, vm.import_url), timeout=120)
+    assert p.returncode == 1, p.stderr
+    assert "drained 0 samples; 0 still pending; 3 parked (clock not verified" in p.stderr, p.stderr

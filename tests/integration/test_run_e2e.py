@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import time
@@ -46,9 +47,12 @@ def test_run_delivers_samples_with_names_labels_and_times(vm, tmp_path):
         assert all(t0 - 1000 <= t <= t1 + 1000 for t in s["timestamps"]), (t0, t1, s["timestamps"])
     idle = vm.export(SERIES)
     assert len(idle) == 1 and len(idle[0]["timestamps"]) >= 3
-    # Every batch the agent committed reached the server, and a clean stop left nothing behind.
+    # Every batch the agent wrote reached the server (with the uplink up most never are written:
+    # they are acknowledged while still in memory), and a clean stop left nothing behind.
     committed = set(agent.committed_wall_ms())
-    assert committed and committed <= set(idle[0]["timestamps"])
+    assert committed <= set(idle[0]["timestamps"])
+    stats = json.loads(run_cli("queue", "stats", "--json", "--config", str(agent.config_path)).stdout)
+    assert stats["pending_samples"] == 0 and stats["parked_samples"] == 0, stats
     for name in ("node_memory_MemAvailable_bytes", "node_load1", "node_network_receive_bytes_total"):
         assert vm.export(f'{{__name__="{name}"}}'), name
     res = run_cli("check-config", "--config", str(agent.config_path))
@@ -61,7 +65,10 @@ def test_kill9_mid_run_every_committed_batch_arrives_once(tmp_path, dedup):
     vm = _start_vm(tmp_path, "vm", flags)
     try:
         agent = AgentProcess(tmp_path / "agent", {"collection_interval": "300ms", "upload_interval": "700ms",
-                                                  "storage": {"commit_interval": "500ms"},
+                                                  # Shorter than a collection: every batch is
+                                                  # written before its upload, as with a lagging
+                                                  # uplink, so the kills hit commits and uploads.
+                                                  "storage": {"commit_interval": "100ms"},
                                                   "remote": {"url": vm.import_url}})
         for delay in (2.3, 1.7, 2.9):
             agent.start()
@@ -76,7 +83,7 @@ def test_kill9_mid_run_every_committed_batch_arrives_once(tmp_path, dedup):
         assert len(idle) == 1
         stored = idle[0]["timestamps"]
         committed = set(agent.committed_wall_ms())
-        assert len(committed) >= 15
+        assert len(committed) >= 8  # about half are acknowledged in memory first, never written
         missing = sorted(committed - set(stored))
         assert not missing, f"committed batches lost: {missing[:10]}"
         duplicates = len(stored) - len(set(stored))

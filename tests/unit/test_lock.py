@@ -47,3 +47,19 @@ def test_same_process_second_lock_is_refused(tmp_path):
     with pytest.raises(AlreadyRunning):
         InstanceLock(path).acquire()
     a.release()
+
+
+def test_a_clean_stop_leaves_no_stale_lock_report(tmp_path):
+    """A released lock leaves an empty file; only a holder that died keeps its PID there."""
+    from belabox_metrics.diagnose.gather import lock_facts, not_running_reason
+
+    db = str(tmp_path / "metrics.db")
+    lock = InstanceLock(lock_path_for(db))
+    lock.acquire()
+    lock.release()
+    assert read_pid(lock_path_for(db)) is None
+    reason = not_running_reason(lock_facts(db), "http://127.0.0.1:9", "connection refused", None)
+    assert "stopped cleanly" in reason and "stale" not in reason
+    with open(lock_path_for(db), "w") as fh:
+        fh.write("999999\n")  # what a kill -9 leaves
+    assert "stale lock file" in not_running_reason(lock_facts(db), "http://127.0.0.1:9", "refused", None)

@@ -192,11 +192,13 @@ def test_group_commit_writes_nothing_before_the_interval(db, tmp_path):
     assert sp.maybe_commit(clock.t + 9.9) == 0
     assert rows_on_disk(db, tmp_path) == 0
     assert (sp.stats().db_size_bytes, sp.stats().wal_size_bytes) == sizes
-    assert (sp.stats().buffered_batches, sp.stats().pending_batches) == (3, 0)
+    # Held in memory, and pending all the same: they are not on the server.
+    assert (sp.stats().buffered_batches, sp.stats().pending_batches) == (3, 3)
     assert sp.maybe_commit(clock.t + 10.0) == 3
     assert rows_on_disk(db, tmp_path) == 3
+    clock.t += 10.0
     sp.append(small_batch(3))
-    assert sp.maybe_commit(clock.t + 15.0) == 0  # the interval restarts at each commit
+    assert sp.maybe_commit(clock.t + 5.0) == 0  # each batch waits its own interval
     assert sp.flush() == 1
     assert rows_on_disk(db, tmp_path) == 4
     assert sp.stats().pending_samples == 40
@@ -329,7 +331,6 @@ def test_park_unpark_and_expire(db):
     sp.append(small_batch(2, boot="old-boot", synced=False))
     sp.append(small_batch(3))
     sp.flush()
-    assert [u[0] for u in sp.unsynced()] == [1, 2]
     sp.park([1, 2], "untrusted_clock", now_wall_ms=1_000_000)
     st = sp.stats()
     assert (st.parked_batches, st.parked_samples, st.pending_batches, st.pending_samples) == (2, 20, 1, 10)
@@ -342,10 +343,8 @@ def test_park_unpark_and_expire(db):
     sp = open_spool(db, selfmetrics=sm)  # parking is stored
     assert sp.stats().parked_samples == 20
     sp.unpark([2])
-    sp.restamp([2], 5_000)
     (b2, b3) = sp.take_oldest(100)
-    assert (b2.batch_id, b2.wall_ms, b2.clock_synced) == (2, small_batch(2).wall_ms + 5_000, True)
-    assert b2.samples[0].ts_ms == b2.wall_ms
+    assert (b2.batch_id, b2.wall_ms) == (2, small_batch(2).wall_ms)
 
     day = 86_400_000
     assert sp.expire_parked(1_000_000 + day, 2 * 86400) == 0

@@ -129,7 +129,7 @@ def test_correct_clock_verified_by_server_uploads_unchanged(procfs):
     early, _ = stamp(tk, clock)
     assert tk.now_ms() is None  # no time source yet: nothing can be judged
     assert tk.correct(early) is None  # no time source yet: hold back
-    assert not tk.is_unfixable(early) and not tk.can_restamp(BOOT_ID)
+    assert not tk.can_restamp(BOOT_ID)
     assert clock.exchange(tk)
     assert tk.can_restamp(BOOT_ID)  # batches parked while waiting can be unparked now
     assert tk.synchronized and tk.source == "server"
@@ -195,12 +195,12 @@ def test_batches_of_an_earlier_boot_are_parked_unless_trusted(procfs):
     old_untrusted = Slice(12_000, "0b5e0000-old-boot", 5 * NS, False)
     old_trusted = Slice(int(TRUE_AT_BOOT * 1000) - 86_400_000, "0b5e0000-old-boot", 5 * NS, True)
     no_boot_id = Slice(12_000, "", 5 * NS, False)
-    assert tk.correct(old_untrusted) is None and tk.is_unfixable(old_untrusted)
-    assert tk.correct(no_boot_id) is None and tk.is_unfixable(no_boot_id)
+    assert tk.correct(old_untrusted) is None
+    assert tk.correct(no_boot_id) is None
     assert not tk.can_restamp("0b5e0000-old-boot") and tk.can_restamp(BOOT_ID)
-    assert tk.correct(old_trusted) == old_trusted.wall_ms and not tk.is_unfixable(old_trusted)
+    assert tk.correct(old_trusted) == old_trusted.wall_ms
     this_boot, _ = stamp(tk, clock)
-    assert not tk.is_unfixable(this_boot)
+    assert tk.correct(this_boot) is not None
 
 
 def test_kernel_sync_arriving_later_fixes_this_boot(procfs):

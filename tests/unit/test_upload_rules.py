@@ -61,9 +61,10 @@ def test_status_classification(code, kind, retry, reason):
     assert classify_status(code) == (kind, retry, reason)
 
 
-def test_redact_url_drops_credentials_and_query():
+def test_redact_url_hides_the_password_and_query_values():
+    # The one redaction of belabox_metrics.redact: the user name and query names stay for support.
     assert redact_url("https://user:pw@vm.example:8428/insert/3/prometheus/api/v1/import?extra_label=a=b&k=s") \
-        == "https://vm.example:8428/insert/3/prometheus/api/v1/import"
+        == "https://user:<redacted>@vm.example:8428/insert/3/prometheus/api/v1/import?extra_label=<redacted>&k=<redacted>"
 
 
 # --- naming failures -------------------------------------------------------------------------

@@ -79,7 +79,6 @@ class Agent:
         self._reload_requested = False
         self._stall_requested = False
         self._ticks = 0
-        self._uncommitted: list[int] = []
         self._next_status = 0.0
         self.restart_needed: list[str] = []  # settings changed by reloads that wait for a restart
 
@@ -136,14 +135,11 @@ class Agent:
         if samples:
             wall_ms, boot_id, boottime_ns, synced = self.timekeeper.stamp()
             self.spool.append(Batch(tuple(samples), wall_ms, boot_id, boottime_ns, synced))
-            self._uncommitted.append(wall_ms)
         try:
             committed = self.spool.maybe_commit(now)
             if committed:
-                # A commit takes the whole buffer; a full buffer dropped its oldest, so the last
-                # `committed` are what reached the disk. The crash tests read this line.
-                log.debug("committed batches wall_ms=%s", ",".join(map(str, self._uncommitted[-committed:])))
-                self._uncommitted = []
+                # What reached the disk (acknowledged batches never do). The crash tests read this line.
+                log.debug("committed batches wall_ms=%s", ",".join(map(str, self.spool.last_committed_wall_ms)))
             self.spool.maintain(now)
             self._commit_error = None
         except Exception as e:  # a full or failing disk must show in health, not kill collection
@@ -264,7 +260,7 @@ class Agent:
         log.info("stopping: flushing the spool")
         try:
             if self.spool.flush():
-                log.debug("committed batches wall_ms=%s", ",".join(map(str, self._uncommitted)))
+                log.debug("committed batches wall_ms=%s", ",".join(map(str, self.spool.last_committed_wall_ms)))
         except Exception as e:
             log.error("spool flush at shutdown failed: %s", e)
         if self.uploader is not None:

@@ -112,6 +112,10 @@ def start_health_server(agent: Any) -> None:
         log.info("health on http://%s:%d/health", host, agent.server.port)
 
 
+def diff_has(outcome: Outcome, prefix: str) -> bool:
+    return any(k.startswith(prefix) for k in outcome.changed)
+
+
 def apply(agent: Any, new: configmod.Config, *, initial: bool = False) -> Outcome:
     """Apply ``new`` to every live part of ``agent``. Parts not built yet are skipped, so
     start-up calls this once everything is open."""
@@ -120,6 +124,11 @@ def apply(agent: Any, new: configmod.Config, *, initial: bool = False) -> Outcom
     old, agent.cfg = agent.cfg, new
     if agent.spool is not None:
         agent.spool.reconfigure(new.storage)
+        wal_share = agent.spool.wal_share_bytes()
+        if (new.storage.wal_checkpoint_size_mb << 20) > wal_share and (initial or diff_has(outcome, "storage")):
+            log.warning("storage.wal_checkpoint_size_mb: %d MiB is more than the WAL may hold (1/16 of "
+                        "storage.max_size_mb: %d KiB); checkpoints happen at %d KiB",
+                        new.storage.wal_checkpoint_size_mb, wal_share >> 10, wal_share >> 10)
     if agent.runner is not None:
         agent.runner.reconfigure(new)
     if agent.timekeeper is not None:

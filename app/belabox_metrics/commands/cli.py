@@ -25,6 +25,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "devices": ("devices", "list the disks, network interfaces and modems discovery sees, and why"),
     "diagnose": ("diagnose", "show the agent's state, spool, uploads, clock and devices on one screen"),
     "queue": ("queue", "inspect, export, drain or compact the local spool"),
+    "provision-import": ("provision", "import the boot partition's belabox-metrics.yaml (token and settings); "
+                                      "run at every boot"),
 }
 
 

@@ -16,10 +16,14 @@ import threading
 from typing import Any
 
 from belabox_metrics import exitcodes
+from belabox_metrics.collectors import CollectorContext
+from belabox_metrics.collectors.modem.collector import NOT_RUNNING, ModemCollector
 from belabox_metrics.commands.common import load_config
 from belabox_metrics.devices.discovery import DEFAULT_UDEV_RUN_DIR, Discovery
 from belabox_metrics.devices.model import DeviceChange, Disk, Excluded, Modem, NetIf
 from belabox_metrics.devices.registry import DeviceRegistry
+from belabox_metrics.diagnose.secrets import redactor
+from belabox_metrics.redact import Redactor
 
 
 def setup(p: argparse.ArgumentParser) -> None:
@@ -56,7 +60,17 @@ def describe(item: Any) -> str:
     return str(item)
 
 
-def render(registry: DeviceRegistry, discovery: Discovery) -> str:
+def modemmanager(cfg: Any, sysfs: str) -> dict[str, Any]:
+    """Whether ModemManager answers (the modem collector's own check: one mmcli call at most)."""
+    collector = ModemCollector(CollectorContext(config=cfg, sysfs=sysfs, registry=DeviceRegistry()))
+    try:
+        running, message = collector.modemmanager_running()
+    finally:
+        collector.close()
+    return {"running": running, "message": message}
+
+
+def render(registry: DeviceRegistry, discovery: Discovery, mm: dict[str, Any] | None = None) -> str:
     inv = registry.inventory()
     lines = [f"discovery: {discovery.mode} ({discovery.message})", ""]
     for title, items in (("Disks", inv.disks), ("Network interfaces", inv.interfaces)):
@@ -68,6 +82,11 @@ def render(registry: DeviceRegistry, discovery: Discovery) -> str:
         lines += [f"  {_modem_line(m)}", f"  {'':<14} {m.reason}"]
     if not inv.modems:
         lines.append("  (none)")
+    elif mm is not None and mm.get("running") is False:
+        # Once for all modems: they are listed from udev; only their radio side is missing.
+        lines.append(f"  {NOT_RUNNING}")
+        if mm.get("message"):
+            lines.append(f"  {'':<14} {mm['message']}")
     lines += ["", "Excluded"]
     lines += [f"  {describe(e)}" for e in inv.excluded] or ["  (none)"]
     return "\n".join(lines)
@@ -81,19 +100,22 @@ def main(args: argparse.Namespace) -> int:
         return exitcodes.USAGE
     registry = DeviceRegistry()
     discovery = Discovery(registry, sysfs=sysfs, udev_run_dir=args.udev_dir)
+    red = redactor(cfg)  # USB serials and MACs follow modem.expose_identifiers, as everywhere
     if args.watch:
-        return _watch(registry, discovery, args.json)
+        return _watch(registry, discovery, args.json, red)
     discovery.scan_once()
+    mm = modemmanager(cfg, sysfs)
     if args.json:
         data = registry.snapshot()
         data["discovery"] = {"mode": discovery.mode, "message": discovery.message}
-        print(json.dumps(data, indent=2))
+        data["modemmanager"] = mm
+        print(json.dumps(red.tree(data), indent=2))
     else:
-        print(render(registry, discovery))
+        print(red.text(render(registry, discovery, mm)))
     return exitcodes.OK
 
 
-def _watch(registry: DeviceRegistry, discovery: Discovery, as_json: bool) -> int:
+def _watch(registry: DeviceRegistry, discovery: Discovery, as_json: bool, red: Redactor) -> int:
     stop = threading.Event()
     out_lock = threading.Lock()
 
@@ -102,9 +124,9 @@ def _watch(registry: DeviceRegistry, discovery: Discovery, as_json: bool) -> int
 
     def show(change: DeviceChange) -> None:
         if as_json:
-            line = json.dumps(change.to_json(), sort_keys=True)
+            line = json.dumps(red.tree(change.to_json()), sort_keys=True)
         else:
-            line = f"{change.action:<7} {change.kind:<10} {describe(change.item)}"
+            line = red.text(f"{change.action:<7} {change.kind:<10} {describe(change.item)}")
         with out_lock:
             print(line, flush=True)
 

@@ -1,8 +1,9 @@
 """``metrics-collector queue stats|export|drain|vacuum``: look into and act on the spool.
 
-Safe while the service runs: ``stats`` and ``export`` open the file read-only and never
-remove anything; ``drain`` and ``vacuum`` write, so they take the agent's own lock and
-refuse (exit 75) while the agent holds it.
+The agent holds the spool exclusively while it runs (fewer flash writes): then ``stats`` reports
+the agent's own figures from its /metrics, and ``export``, ``drain`` and ``vacuum`` refuse with
+exit 75 naming its PID. With the agent stopped, ``stats`` and ``export`` open the file read-only
+and never remove anything; ``drain`` and ``vacuum`` take the agent's lock and write.
 """
 
 from __future__ import annotations
@@ -19,16 +20,18 @@ from belabox_metrics import config as configmod
 from belabox_metrics import exitcodes
 from belabox_metrics.commands.common import load_config
 from belabox_metrics.diagnose.render import human_bytes, human_duration
+from belabox_metrics.diagnose.secrets import redactor
 from belabox_metrics.platform import lock
+from belabox_metrics.redact import secret_labels
 from belabox_metrics.spool import export as queue_export
 from belabox_metrics.spool import view as spool_view
 
 
 def setup(p: argparse.ArgumentParser) -> None:
     sub = p.add_subparsers(dest="queue_command", metavar="ACTION", required=True)
-    st = sub.add_parser("stats", help="pending samples, bytes, age and drops (read-only)")
+    st = sub.add_parser("stats", help="pending and parked samples, bytes, age and drops (works while the agent runs)")
     st.add_argument("--json", action="store_true")
-    ex = sub.add_parser("export", help="write what is pending without removing it (read-only)")
+    ex = sub.add_parser("export", help="write what is pending without removing it (read-only; agent stopped)")
     ex.add_argument("--since", metavar="WHEN", help="RFC 3339 time, Unix seconds, or a duration ago (2h)")
     ex.add_argument("--until", metavar="WHEN", help="same forms as --since")
     ex.add_argument("--format", choices=("jsonl", "prometheus"), default="jsonl",
@@ -92,9 +95,8 @@ def main(args: argparse.Namespace) -> int:
                 return exitcodes.RUNNING
         held = lock.is_held(lock.lock_path_for(db))
         if held:
-            print(f"queue {action}: the agent (PID {pid or '?'}) is running: stop it or use `systemctl reload "
-                  f"metrics-collector` to apply config changes; `queue stats` and `queue export` work while it "
-                  f"runs", file=sys.stderr)
+            print(f"queue {action}: the agent (PID {pid or '?'}) is running: stop it first "
+                  f"(systemctl stop metrics-collector); only `queue stats` works while it runs", file=sys.stderr)
             return exitcodes.RUNNING
         return _drain(cfg, db) if action == "drain" else _vacuum(cfg, db)
     except spool_view.SpoolUnreadable as e:
@@ -119,10 +121,10 @@ def _stats(cfg: configmod.Config, db: str, args) -> int:
     plain["oldest_parked_age_seconds"] = (max(0.0, now - st.oldest_parked_wall_ms / 1000)
                                           if st.oldest_parked_wall_ms else None)
     if args.json:
-        print(json.dumps(plain, indent=2, sort_keys=True))
+        print(json.dumps(redactor(cfg).tree(plain), indent=2, sort_keys=True))
         return exitcodes.OK
     age = f", oldest {human_duration(plain['oldest_age_seconds'])} old" if st.oldest_wall_ms else ""
-    print(f"spool      {st.path}")
+    print(f"spool      {redactor(cfg).text(st.path)}")
     print(f"pending    {st.pending_samples:,} samples in {st.pending_batches:,} batches, "
           f"{human_bytes(st.pending_bytes)}{age}")
     print(f"parked     {_parked(plain)}")
@@ -141,8 +143,8 @@ def _stats_from_agent(cfg: configmod.Config, db: str, args, pid: int | None) -> 
     try:
         _, text = diagnose.http_get(url)
     except OSError as e:
-        print(f"queue stats: the agent (PID {pid or '?'}) holds {db} and {url} does not answer ({e})",
-              file=sys.stderr)
+        print(redactor(cfg).text(f"queue stats: the agent (PID {pid or '?'}) holds {db} and {url} does not "
+                                 f"answer ({e})"), file=sys.stderr)
         return exitcodes.FAILURE
     live = diagnose_facts.spool_from_metrics(parse_exposition(text).samples)
     if live is None:
@@ -151,7 +153,7 @@ def _stats_from_agent(cfg: configmod.Config, db: str, args, pid: int | None) -> 
     plain = {"path": db, "source": f"the running agent (PID {pid or '?'})",
              **{k: v for k, v in live.items() if k != "dropped"}, "dropped": live["dropped"]}
     if args.json:
-        print(json.dumps(plain, indent=2, sort_keys=True))
+        print(json.dumps(redactor(cfg).tree(plain), indent=2, sort_keys=True))
         return exitcodes.OK
     age = live.get("oldest_age_seconds")
     print(f"spool      {db} (from the running agent, PID {pid or '?'})")
@@ -184,7 +186,9 @@ def _export(cfg: configmod.Config, db: str, args) -> int:
     since = parse_when(args.since, now) if args.since else None
     until = parse_when(args.until, now) if args.until else None
     device_id = _device_id(cfg)
-    extra = dict(cfg.remote.extra_labels)
+    # Secret-named extra labels (redact.SECRET_NAME) are exported as <redacted>: an export is
+    # output, and it is read by people before it is re-imported anywhere.
+    extra = secret_labels(cfg.remote.extra_labels)
     out = open(args.output, "w", encoding="utf-8") if args.output else sys.stdout  # noqa: SIM115
     count = 0
     try:
@@ -281,11 +285,14 @@ def _drain(cfg: configmod.Config, db: str) -> int:
         print(f"queue drain: the agent (PID {e.pid or '?'}) is running: stop it first", file=sys.stderr)
         return exitcodes.RUNNING
     sent = before.pending_samples - after.pending_samples
-    print(f"drained {sent:,} samples; {after.pending_samples:,} still pending", file=sys.stderr)
+    parked = f"; {after.parked_samples:,} parked (clock not verified: they wait for a time source)" \
+        if after.parked_samples else ""
+    print(f"drained {sent:,} samples; {after.pending_samples:,} still pending{parked}", file=sys.stderr)
     if result.error:
         print(f"queue drain: stopped: {result.error}", file=sys.stderr)
         return exitcodes.FAILURE
-    return exitcodes.OK if after.pending_samples == 0 else exitcodes.FAILURE
+    # Parked data is not drained: a drain that leaves it is not done.
+    return exitcodes.OK if after.pending_samples == 0 and not after.parked_samples else exitcodes.FAILURE
 
 
 def _vacuum(cfg: configmod.Config, db: str) -> int:

@@ -12,7 +12,7 @@ from belabox_metrics.agent import residency
 from belabox_metrics.agent.loop import Agent, Roots
 from belabox_metrics.commands.common import add_roots, config_file
 from belabox_metrics.config import child as config_child
-from belabox_metrics.platform import logsetup, notify
+from belabox_metrics.platform import logsetup
 from belabox_metrics.platform.device_id import DeviceIdError
 from belabox_metrics.platform.lock import AlreadyRunning
 
@@ -23,7 +23,22 @@ def setup(p: argparse.ArgumentParser) -> None:
     add_roots(p)
 
 
+def _redact_logs(cfg: configmod.Config) -> None:
+    """Every log line passes through the config's Redactor (URL passwords, query values, the
+    token, secret extra labels) whatever path brought a secret into it. Identifiers stay: the
+    journal does not leave the box, and the bundle's copy of it is redacted in full."""
+    from belabox_metrics.diagnose.secrets import redactor
+    from belabox_metrics.redact import LogFilter, Redactor
+    red = Redactor(redactor(cfg).secrets, identifiers=False)
+    for handler in logging.getLogger().handlers:
+        handler.addFilter(LogFilter(red))
+
+
 def main(args: argparse.Namespace) -> int:
+    # Here, not at the top: building the parser (--help, the bash completion generated at
+    # package build time) must not need sdnotify.
+    from belabox_metrics.platform import notify
+
     try:
         # Validated in a child: jsonschema never becomes resident in the long-running agent.
         cfg = config_child.load(config_file(args))
@@ -32,6 +47,7 @@ def main(args: argparse.Namespace) -> int:
             print(line, file=sys.stderr)
         return exitcodes.CONFIG
     logsetup.setup(cfg.logging.level, cfg.logging.format)
+    _redact_logs(cfg)
     residency.limit()
     config_path = None if cfg.source.startswith("<") else cfg.source
     agent = Agent(cfg, Roots.from_config(cfg, args), config_path=config_path, notifier=notify.Notifier())

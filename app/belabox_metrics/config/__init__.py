@@ -1,8 +1,9 @@
 """Configuration: the YAML file and its drop-ins, environment overrides, schema, frozen dataclasses.
 
-Owns: model (dataclasses, ConfigError, durations), load (read, parse, build), schema (jsonschema validation,
+Owns: model (dataclasses, ConfigError, durations), load (read, parse, build), yamlfile (bounded,
+duplicate-free YAML), schema (jsonschema validation,
 kept out of the long-running agent), child (validation in a short-lived child process for `run`).
-May import: the standard library, yaml, jsonschema (schema only); nothing else of the project.
+May import: the standard library, yaml, jsonschema (schema only) and the shared leaf redact.
 
 The names below are the package's public surface, so ``from belabox_metrics import config`` reads
 as ``config.load(path)`` and ``config.Config`` at call sites.

@@ -13,8 +13,7 @@ from dataclasses import fields, is_dataclass
 from types import MappingProxyType
 from typing import Any
 
-import yaml
-
+from belabox_metrics.config import dropins, yamlfile
 from belabox_metrics.config.model import (
     BUILTIN_SOURCE,
     DEFAULT_CONFIG_PATH,
@@ -112,7 +111,8 @@ def read(path: str) -> str:
     """The text of a config file; ConfigError with one line when it cannot be read."""
     try:
         with open(path, encoding="utf-8") as fh:
-            return fh.read()
+            # Read one byte past the limit, never the whole of a huge file (or /dev/zero).
+            text = fh.read(yamlfile.MAX_BYTES + 1)
     except FileNotFoundError:
         raise ConfigError([f"{path}: file not found"]) from None
     except IsADirectoryError:
@@ -123,17 +123,15 @@ def read(path: str) -> str:
         raise ConfigError([f"{path}: not UTF-8 text"]) from None
     except OSError as e:
         raise ConfigError([f"{path}: cannot read ({e.strerror})"]) from None
+    if len(text) > yamlfile.MAX_BYTES:
+        raise ConfigError([f"{path}: larger than the {yamlfile.MAX_BYTES // 1024} KiB a config may be"])
+    return text
 
 
 def parse(text: str, where: str) -> dict:
-    """The YAML document as a mapping; ConfigError for a syntax error or another shape."""
-    try:
-        raw = yaml.safe_load(text)
-    except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        pos = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        problem = getattr(e, "problem", None) or str(e).splitlines()[0]
-        raise ConfigError([f"{where}: YAML syntax error{pos}: {problem}"]) from None
+    """The YAML document as a mapping; ConfigError for a syntax error, a refused input
+    (config/yamlfile.py: size, aliases, duplicate keys) or another shape."""
+    raw = yamlfile.load(text, where)
     if raw is None:
         raise ConfigError([f"{where}: file is empty (expected a mapping of settings)"])
     if not isinstance(raw, dict):
@@ -143,10 +141,9 @@ def parse(text: str, where: str) -> dict:
 
 def validated(path: str | None, environ: Mapping[str, str] | None = None) -> dict:
     """What ``validate`` makes of the file at ``path`` (None: no file, built-in defaults)."""
-    if path is None:
-        return validate({}, BUILTIN_SOURCE, environ)
-    where = os.path.basename(path) or path
-    return validate(parse(read(path), where), where, environ)
+    # Drop-ins (config.d/*.yaml) merge over the file; see config/dropins.py.
+    return dropins.validated(path, DEFAULT_CONFIG_PATH, environ, read=read, parse=parse,
+                             validate=validate, builtin_source=BUILTIN_SOURCE)
 
 
 def load(path: str, environ: Mapping[str, str] | None = None) -> Config:
@@ -205,5 +202,5 @@ def load_or_defaults(explicit: str | None, environ: Mapping[str, str] | None = N
     """The config named by ``explicit`` (see file_to_read), or the built-in defaults."""
     path = file_to_read(explicit, environ)
     if path is None:
-        return from_mapping({}, source=BUILTIN_SOURCE)
-    return load(path)
+        return build(validated(None, environ), BUILTIN_SOURCE)  # drop-ins still apply
+    return load(path, environ)

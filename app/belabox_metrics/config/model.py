@@ -37,6 +37,7 @@ class ConfigError(Exception):
 # --- durations -------------------------------------------------------------------------
 
 _DURATION_PART = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|ms|s|m|h)")
+MAX_DURATION_S = 2_562_047 * 3600.0
 _UNIT_SECONDS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
 
 
@@ -60,6 +61,9 @@ def parse_duration(text: str) -> float:
         raise ValueError(f"must be a duration like 30s, 1m or 1h, got {text!r}")
     if total <= 0:
         raise ValueError(f"must be greater than 0, got {text!r}")
+    # Go's time.Duration ends at about 2562047h (int64 nanoseconds); so do we.
+    if total > MAX_DURATION_S:
+        raise ValueError(f"must be at most {format_duration(MAX_DURATION_S)}, got {text!r}")
     return total
 
 
@@ -105,7 +109,7 @@ class StorageConfig:
     wal_checkpoint_interval: float = 3600.0
     wal_checkpoint_size_mb: int = 64
     max_size_mb: int = 64
-    commit_interval: float = 10.0
+    commit_interval: float = 120.0  # > upload_interval, so an acknowledged batch is never written
     fallback_path: str = ""  # e.g. /data/belabox-metrics on read-only-root images
     parked_max_age: float = 7 * 86400.0  # untrusted-clock batches of earlier boots
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import difflib
 import json
+import math
 import os
 import re
 from collections.abc import Mapping
@@ -22,9 +23,11 @@ from belabox_metrics.config.model import (
     ENV_PREFIX,
     ConfigError,
     _describe,
+    format_duration,
     parse_duration,
     parse_listen_addr,
 )
+from belabox_metrics.redact import redact_url
 
 
 def _schema() -> dict:
@@ -139,6 +142,63 @@ def _schema_message(err: jsonschema.ValidationError) -> tuple[str, str]:
     return path, err.message
 
 
+# Upper bounds of durations that a typo (or an attacker's config) could make absurd; the rest
+# may be up to DEFAULT_DURATION_MAX. A wait longer than these never helps a box in the field.
+DURATION_MAX_S = {
+    "remote.retry.max_retry_after": 24 * 3600.0,
+    "remote.retry.initial_backoff": 3600.0,
+    "remote.retry.max_backoff": 24 * 3600.0,
+    "remote.timeout": 3600.0,
+    "storage.commit_interval": 24 * 3600.0,
+    "storage.parked_max_age": 366 * 86400.0,
+    "storage.history_retention": 31 * 86400.0,
+    "modem.mmcli_timeout": 600.0,
+}
+DEFAULT_DURATION_MAX_S = 7 * 86400.0
+# What a URL may not contain: whitespace and control characters (a pasted line break, a space).
+_URL_BAD = re.compile(r"[\s\x00-\x1f\x7f]")
+
+
+def _check_url(value: str) -> str | None:
+    """Why ``value`` is not a usable http(s) URL, or None."""
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        return "must be an http:// or https:// URL"
+    if _URL_BAD.search(value):
+        return "must not contain spaces or control characters"
+    try:
+        port = parts.port
+    except ValueError:
+        return "has a port outside 1-65535"
+    if port == 0:
+        return "has a port outside 1-65535"
+    return None
+
+
+def _check_listen_host(value: str) -> str | None:
+    """The health server binds an address, not a name: an IP literal, localhost, or empty."""
+    import ipaddress
+    host = value.rpartition(":")[0].strip("[]")
+    if host in ("", "localhost"):
+        return None
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return f"host must be an IP address or localhost, got {host!r}"
+    return None
+
+
+def _non_finite(data: Any, path: str = "") -> list[str]:
+    """Dotted paths of NaN or infinite numbers (YAML's .nan and .inf pass jsonschema's bounds)."""
+    if isinstance(data, float) and not math.isfinite(data):
+        return [path]
+    if isinstance(data, dict):
+        return [p for k, v in data.items() for p in _non_finite(v, f"{path}.{k}" if path else str(k))]
+    if isinstance(data, list):
+        return [p for i, v in enumerate(data) for p in _non_finite(v, f"{path}.{i}")]
+    return []
+
+
 def _check_kinds(raw: dict, problems: list[str], where: str) -> None:
     """Checks jsonschema cannot express well: durations, URLs, regexes, listen addresses."""
     for path, node in LEAF_PATHS.items():
@@ -154,13 +214,19 @@ def _check_kinds(raw: dict, problems: list[str], where: str) -> None:
         dotted = ".".join(path)
         if kind == "duration":
             try:
-                parse_duration(value)
+                seconds = parse_duration(value)
             except ValueError as e:
                 problems.append(f"{where}: {dotted}: {e}")
+                continue
+            limit = DURATION_MAX_S.get(dotted, DEFAULT_DURATION_MAX_S)
+            if dotted.startswith("collectors.") or dotted in ("collection_interval", "upload_interval"):
+                limit = 86400.0  # a collector or upload interval over a day is a typo
+            if seconds > limit:
+                problems.append(f"{where}: {dotted}: must be at most {format_duration(limit)}, got {value!r}")
         elif kind == "url" and value:
-            parts = urlsplit(value)
-            if parts.scheme not in ("http", "https") or not parts.hostname:
-                problems.append(f"{where}: {dotted}: must be an http:// or https:// URL, got {value!r}")
+            why = _check_url(value)
+            if why:
+                problems.append(f"{where}: {dotted}: {why}, got {redact_url(value)!r}")
         elif kind == "regex":
             try:
                 re.compile(value)
@@ -171,6 +237,10 @@ def _check_kinds(raw: dict, problems: list[str], where: str) -> None:
                 parse_listen_addr(value)
             except ValueError as e:
                 problems.append(f"{where}: {dotted}: {e}")
+                continue
+            why = _check_listen_host(value)
+            if why:
+                problems.append(f"{where}: {dotted}: {why}")
     remote = raw.get("remote")
     retry = remote.get("retry") if isinstance(remote, dict) else None
     if isinstance(retry, dict):
@@ -201,6 +271,7 @@ def validate(raw: Mapping[str, Any], where: str,
         seen.add(key)
         problems.append(f"{where}: {key}: {msg}" if key else f"{where}: {msg}")
     _check_kinds(data, problems, where)
+    problems += [f"{where}: {path}: must be a finite number" for path in _non_finite(data)]
     if problems:
         raise ConfigError(problems)
     return data

@@ -12,6 +12,7 @@ import re
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
 
+from belabox_metrics.devices.disks import disk as _disk
 from belabox_metrics.devices.model import (
     DeviceInfo,
     Disk,
@@ -43,16 +44,27 @@ CELLULAR_VENDORS = {
     "1435": "Wistron NeWeb", "0bdb": "Ericsson",
 }
 
+# PCIe (M.2) modem drivers: the MHI controller and its clients (Qualcomm SDX modems from
+# Quectel, Sierra, Foxconn, Telit...), Intel's iosm and MediaTek's t7xx. Their control ports
+# are `wwan` class devices (wwan0mbim0, wwan0at0), their network side a DEVTYPE=wwan netdev.
+# Keep in sync with 70-belabox-metrics.rules.
+PCI_MODEM_DRIVERS = frozenset({"mhi-pci-generic", "mhi_net", "mhi_wwan_mbim", "mhi_wwan_ctrl", "iosm",
+                               "mtk_t7xx"})
+# PCI vendor ids (vendor or subsystem vendor) of M.2 modems, for a name where PCI has no strings.
+PCI_VENDORS = {
+    "1eac": "Quectel", "18d7": "Sierra Wireless", "17cb": "Qualcomm", "1269": "Thales", "105b": "Foxconn",
+    "1bc7": "Telit", "8086": "Intel", "14c3": "MediaTek", "2cb7": "Fibocom",
+}
+
 # Legacy gadget drivers; configfs gadgets bind as "configfs-gadget.<name>".
 GADGET_DRIVERS = frozenset({"g_ether", "g_multi", "g_cdc", "g_ncm"})
 
 ARPHRD_ETHER, ARPHRD_LOOPBACK, ARPHRD_CAN = "1", "772", "280"
 # Topology read from the device path, for trees whose parents carry no records (copied or
 # reconstructed sysfs): the kernel's own directory names, not device names.
-_ATA = re.compile(r"/ata\d+/")
-_NESTED_DISK = re.compile(r"/block/[^/]+/[^/]+$")
 _USB_DEVICE = re.compile(r"^(.*/usb\d+(?:/\d+-[\d.]+)+)/\d+-[\d.]+:\d+\.\d+/")
-_PATH_BUS = (("/nvme/", "nvme"), ("/mmc_host/", "mmc"), ("/virtio", "virtio"))
+# The PCI function of a PCIe modem: the one holding its MHI controller or WWAN device.
+_PCI_MODEM = re.compile(r"^(.*/[0-9a-f]{4}:[0-9a-f]{2}:[0-9a-f]{2}\.[0-7])/(?:mhi\d+|wwan)/")
 
 
 def classify(devices: Iterable[DeviceInfo], equipment: Mapping[str, str] | None = None) -> Inventory:
@@ -64,22 +76,33 @@ def classify(devices: Iterable[DeviceInfo], equipment: Mapping[str, str] | None 
     devs = sorted(devices, key=lambda d: d.devpath)
     usb_devices = {d.devpath: d for d in devs if d.subsystem == "usb" and d.devtype == "usb_device"}
     groups: dict[str, list[DeviceInfo]] = defaultdict(list)
+    pci_nodes: dict[str, Node] = {}
     for d in devs:
-        if d.subsystem in ("net", "tty", "usbmisc"):
+        if d.subsystem in ("net", "tty", "usbmisc", "wwan"):
             usb = _usb_parent(d)
             if usb is not None:
                 groups[usb.devpath].append(d)
+                continue
+            pci = _pci_parent(d)
+            if pci is not None:
+                groups[pci.devpath].append(d)
+                # The richest copy of the PCI function (a reconstructed tree may lack its record).
+                if len(pci.attrs) >= len(pci_nodes.get(pci.devpath, pci).attrs):
+                    pci_nodes[pci.devpath] = pci
 
-    modems: dict[str, Modem] = {}
     modem_reasons = {}
-    for usb_path, members in groups.items():
-        if usb_path not in usb_devices:
+    parents: dict[str, Node] = dict(pci_nodes)
+    for path, members in groups.items():
+        if path in pci_nodes:
+            reason = _pci_modem_reason(members)
+        elif path in usb_devices:
+            parents[path] = _usb_node(path, usb_devices)
+            reason = _modem_reason(parents[path], usb_devices.get(path), members)
+        else:
             continue  # the USB device's own record is still on its way: no identity, no key yet
-        usb = _usb_node(usb_path, usb_devices)
-        reason = _modem_reason(usb, usb_devices.get(usb_path), members)
         if reason:
-            modem_reasons[usb_path] = reason
-    keys = _modem_keys(modem_reasons, usb_devices, equipment or {})
+            modem_reasons[path] = reason
+    keys = _modem_keys(modem_reasons, parents, equipment or {})
 
     disks: list[Disk] = []
     netifs: list[NetIf] = []
@@ -90,25 +113,31 @@ def classify(devices: Iterable[DeviceInfo], equipment: Mapping[str, str] | None 
             (disks if isinstance(item, Disk) else excluded).append(item)
         elif d.subsystem == "net":
             usb = _usb_parent(d)
-            in_modem = usb is not None and usb.devpath in modem_reasons
-            item = _netif(d, usb, keys.get(usb.devpath) if in_modem and usb else None)
+            group = usb or _pci_parent(d)
+            in_modem = group is not None and group.devpath in modem_reasons
+            item = _netif(d, usb, keys.get(group.devpath) if in_modem and group else None,
+                          group.devpath if in_modem and group else None)
             (netifs if isinstance(item, NetIf) else excluded).append(item)
         elif d.subsystem in ("tty", "usbmisc"):
             usb = _usb_parent(d)
             if usb is not None and usb.devpath not in modem_reasons:
                 excluded.append(Excluded(d.name, "port", f"USB serial port of {_vidpid(usb)}, not a modem"))
 
-    for usb_path, reason in modem_reasons.items():
-        members = groups[usb_path]
-        usb = _usb_node(usb_path, usb_devices)
-        nets = tuple(sorted(n.name for n in netifs if n.usb_path == usb_path and n.kind == "modem"))
-        ports = tuple(sorted(m.name for m in members if m.subsystem in ("tty", "usbmisc")))
+    modems: dict[str, Modem] = {}
+    for path, reason in modem_reasons.items():
+        members = groups[path]
+        node = parents[path]
+        nets = tuple(sorted(n.name for n in netifs if n.usb_path == path and n.kind == "modem"))
+        ports = tuple(sorted(m.name for m in members if _is_port(m)))
+        if path in pci_nodes:
+            modems[path] = _pci_modem(keys[path], node, members, nets, ports, reason)
+            continue
         drivers = [_driver(m) for m in members if m.subsystem == "net"] or [_driver(m) for m in members]
-        modems[usb_path] = Modem(
-            key=keys[usb_path], usb_path=usb_path,
-            vendor_id=usb.attrs.get("idVendor"), product_id=usb.attrs.get("idProduct"),
-            manufacturer=_usb_text(usb, usb_devices.get(usb_path), "manufacturer", "ID_VENDOR"),
-            model=_usb_text(usb, usb_devices.get(usb_path), "product", "ID_MODEL"),
+        modems[path] = Modem(
+            key=keys[path], usb_path=path,
+            vendor_id=node.attrs.get("idVendor"), product_id=node.attrs.get("idProduct"),
+            manufacturer=_usb_text(node, usb_devices.get(path), "manufacturer", "ID_VENDOR"),
+            model=_usb_text(node, usb_devices.get(path), "product", "ID_MODEL"),
             driver=next((x for x in drivers if x), None),
             interfaces=nets, ports=ports, reason=reason,
         )
@@ -133,6 +162,68 @@ def _usb_parent(d: DeviceInfo) -> Node | None:
     if iface is None or usb is None or iface.devpath.rsplit("/", 1)[0] != usb.devpath:
         return None
     return usb
+
+
+def _pci_parent(d: DeviceInfo) -> Node | None:
+    """The PCI function of an M.2/PCIe modem a netdev or WWAN port belongs to.
+
+    Only devices of the kernel's modem plumbing qualify (an MHI channel or controller, a
+    WWAN device, or DEVTYPE=wwan), so a PCIe WiFi card or NVMe disk is never grouped.
+    """
+    chain = [p.subsystem for p in d.parents]
+    wwanish = d.subsystem == "wwan" or d.devtype == "wwan" or "mhi" in chain or "wwan" in chain
+    pci = d.parent("pci")
+    if wwanish and pci is not None:
+        return pci
+    m = _PCI_MODEM.match(d.devpath)
+    if m is None:
+        return None
+    # A tree without parent records: the path alone says where the modem's PCI function is.
+    return next((p for p in d.parents if p.devpath == m.group(1)), Node(m.group(1), "pci"))
+
+
+def _is_port(d: DeviceInfo) -> bool:
+    # A WWAN device (wwan0) only holds its ports (wwan0mbim0, wwan0at0) and links.
+    return d.subsystem in ("tty", "usbmisc") or (d.subsystem == "wwan" and d.devtype != "wwan_dev")
+
+
+def _pci_modem_reason(members: list[DeviceInfo]) -> str | None:
+    for m in members:
+        if m.prop(KIND_PROPERTY) in ("modem", "modem-port"):
+            return f"udev rule: {KIND_PROPERTY}={m.prop(KIND_PROPERTY)} on {m.name}"
+    for m in members:
+        if m.subsystem == "wwan" and _is_port(m):
+            return f"WWAN port {m.name} of a PCIe modem ({_pci_driver(m) or 'driver unknown'})"
+    for m in members:
+        if m.subsystem == "net" and m.devtype == "wwan":
+            return f"wwan network device {m.name} of a PCIe modem ({_pci_driver(m) or 'driver unknown'})"
+    for m in members:
+        drv = _pci_driver(m)
+        if drv in PCI_MODEM_DRIVERS:
+            return f"modem driver {drv} on {m.name}"
+    return None
+
+
+def _pci_driver(d: DeviceInfo) -> str | None:
+    """The nearest driver below the PCI function (mhi_net), else the PCI function's own."""
+    return d.driver or next((p.driver for p in d.parents if p.driver), None)
+
+
+def _hex(value: str | None) -> str | None:
+    return value[2:] if value and value.startswith("0x") else value
+
+
+def _pci_modem(key: str, pci: Node, members: list[DeviceInfo], nets: tuple[str, ...],
+               ports: tuple[str, ...], reason: str) -> Modem:
+    vendor, sub_vendor = _hex(pci.attrs.get("vendor")), _hex(pci.attrs.get("subsystem_vendor"))
+    name = PCI_VENDORS.get(sub_vendor or "") or PCI_VENDORS.get(vendor or "")
+    net_drivers = [_pci_driver(m) for m in members if m.subsystem == "net"]
+    return Modem(
+        key=key, usb_path=pci.devpath, vendor_id=vendor, product_id=_hex(pci.attrs.get("device")),
+        manufacturer=name, model=None,
+        driver=next((x for x in [*net_drivers, pci.driver] if x), None),
+        interfaces=nets, ports=ports, reason=reason, bus="pci",
+    )
 
 
 def _usb_node(usb_path: str, usb_devices: Mapping[str, DeviceInfo]) -> Node:
@@ -177,15 +268,26 @@ def _modem_reason(usb: Node, usb_dev: DeviceInfo | None, members: list[DeviceInf
 
 
 def base_identity(devices: Iterable[DeviceInfo], usb_path: str) -> str | None:
-    """The USB-side identity of a modem: its serial when it has one, else vendor:product
-    plus the port path (stable as long as it stays in the same socket)."""
+    """The device-side identity of a modem: a USB modem's serial when it has one, else
+    vendor:product plus the port path (stable as long as it stays in the same socket); a
+    PCIe modem's PCI ids plus its slot."""
+    devices = list(devices)
     for d in devices:
         if d.devpath == usb_path and d.subsystem == "usb":
             return _base_identity(Node(d.devpath, d.subsystem, d.devtype, d.driver, d.attrs))
+    for d in devices:
+        pci = _pci_parent(d) if d.subsystem in ("net", "wwan") else None
+        if pci is not None and pci.devpath == usb_path:
+            return _base_identity(pci)
     return None
 
 
 def _base_identity(usb: Node) -> str:
+    if usb.subsystem == "pci":
+        # PCI has no serial: the ids and the slot (fixed on a board) identify the modem.
+        ids = ":".join(_hex(usb.attrs.get(a)) or "" for a in ("vendor", "device", "subsystem_vendor",
+                                                              "subsystem_device"))
+        return f"pci:{ids}:slot:{usb.devpath.rsplit('/', 1)[-1]}"
     vidpid = f"{usb.attrs.get('idVendor', '')}:{usb.attrs.get('idProduct', '')}"
     serial = (usb.attrs.get("serial") or "").strip()
     if serial:
@@ -193,13 +295,12 @@ def _base_identity(usb: Node) -> str:
     return f"usb:{vidpid}:port:{usb.devpath.rsplit('/', 1)[-1]}"
 
 
-def _modem_keys(reasons: Mapping[str, str], usb_devices: Mapping[str, DeviceInfo],
+def _modem_keys(reasons: Mapping[str, str], parents: Mapping[str, Node],
                 equipment: Mapping[str, str]) -> dict[str, str]:
     keys: dict[str, str] = {}
     taken: set[str] = set()
     for usb_path in sorted(reasons):
-        usb = _usb_node(usb_path, usb_devices)
-        base = _base_identity(usb)
+        base = _base_identity(parents[usb_path])
         eid = equipment.get(base)
         key = modem_key(f"imei:{eid}" if eid else base)
         if key in taken:
@@ -221,10 +322,11 @@ def _vidpid(usb: Node) -> str:
 
 # --- network interfaces -------------------------------------------------------------------
 
-def _netif(d: DeviceInfo, usb: Node | None, modem_key_: str | None) -> NetIf | Excluded:
+def _netif(d: DeviceInfo, usb: Node | None, modem_key_: str | None,
+           modem_path: str | None = None) -> NetIf | Excluded:
     kind_prop = d.prop(KIND_PROPERTY)
     on_usb = _USB_DEVICE.match(d.devpath)
-    usb_path = usb.devpath if usb is not None else (on_usb.group(1) if on_usb else None)
+    usb_path = modem_path or (usb.devpath if usb is not None else (on_usb.group(1) if on_usb else None))
     if kind_prop == "ignore":
         return Excluded(d.name, "interface", f"udev rule: {KIND_PROPERTY}=ignore")
     if ("/gadget" in d.devpath or d.parent("gadget") is not None or d.parent("udc") is not None
@@ -272,86 +374,3 @@ def _virtual_reason(d: DeviceInfo) -> str:
     if d.devtype:
         return f"{d.devtype} (virtual)"
     return "virtual: no hardware device behind it"
-
-
-# --- disks ----------------------------------------------------------------------------------
-
-def _disk(d: DeviceInfo) -> Disk | Excluded:
-    kind_prop = d.prop(KIND_PROPERTY)
-    if d.devtype == "partition" or "partition" in d.flags:
-        return Excluded(d.name, "disk", f"partition of {d.devpath.rsplit('/', 2)[-2]} (the whole disk is counted)")
-    if d.parent("block") is not None or _NESTED_DISK.search(d.devpath):
-        host = d.devpath.rsplit("/", 2)[-2]
-        return Excluded(d.name, "disk", f"eMMC hardware partition (boot or RPMB) of {host}")
-    if kind_prop == "ignore":
-        return Excluded(d.name, "disk", f"udev rule: {KIND_PROPERTY}=ignore")
-    if d.devpath.startswith("/devices/virtual/"):  # where the kernel puts parentless devices
-        return Excluded(d.name, "disk", _virtual_disk_reason(d))
-    if d.parent("mtd") is not None or "/mtd/" in d.devpath:
-        return Excluded(d.name, "disk", "raw MTD flash (SPI NOR/NAND), not a block disk")
-    if d.attrs.get("size") == "0":
-        return Excluded(d.name, "disk", "no medium (size 0)")
-    bus = _bus(d)
-    if bus is None:
-        if kind_prop == "disk":
-            bus = "unknown"
-        else:
-            return Excluded(d.name, "disk", "no hardware bus behind it")
-    card = d.parent("mmc")
-    card_type = card.attrs.get("type") if card else None
-    removable = d.attrs.get("removable") == "1" or card_type == "SD" or bus == "usb"
-    if bus == "mmc":
-        what = {"SD": "SD card", "MMC": "eMMC"}.get(card_type or "", "MMC device")
-        reason = f"{what} on the mmc bus"
-    else:
-        reason = f"whole disk on the {bus} bus"
-    if kind_prop == "disk":
-        reason += f" (udev rule: {KIND_PROPERTY}=disk)"
-    return Disk(d.name, d.devpath, bus, _model(d), removable, reason)
-
-
-def _virtual_disk_reason(d: DeviceInfo) -> str:
-    if "loop" in d.flags:
-        return "loop device (image or snap mount)"
-    if "comp_algorithm" in d.flags:
-        return "zram: compressed RAM (reported as memory)"
-    if "dm" in d.flags:
-        return "device-mapper volume (its disks are counted)"
-    if "md" in d.flags:
-        return "software RAID (its disks are counted)"
-    return "virtual block device (RAM disk or similar)"
-
-
-def _bus(d: DeviceInfo) -> str | None:
-    prop = d.prop("ID_BUS")
-    if prop:
-        return prop
-    subsystems = [p.subsystem for p in d.parents]
-    if "usb" in subsystems:
-        return "usb"
-    for sub in ("nvme", "mmc", "virtio"):
-        if sub in subsystems:
-            return sub
-    if "scsi" in subsystems:
-        return "ata" if _ATA.search(d.devpath) else "scsi"
-    if _USB_DEVICE.match(d.devpath):
-        return "usb"
-    for marker, bus in _PATH_BUS:
-        if marker in d.devpath:
-            return bus
-    if _ATA.search(d.devpath):
-        return "ata"
-    if "/target" in d.devpath:
-        return "scsi"
-    return None
-
-
-def _model(d: DeviceInfo) -> str | None:
-    prop = d.prop("ID_MODEL")
-    if prop:
-        return prop.replace("_", " ").strip()
-    for p in d.parents:
-        for attr in ("model", "name"):
-            if p.subsystem in ("mmc", "nvme", "scsi") and p.attrs.get(attr):
-                return p.attrs[attr].strip()
-    return None

@@ -16,8 +16,9 @@ from typing import Any, NamedTuple
 
 log = logging.getLogger(__name__)
 
-# Subsystems discovery watches. usbmisc holds the cdc-wdm control ports of QMI/MBIM modems.
-SUBSYSTEMS = ("block", "net", "tty", "usb", "usbmisc")
+# Subsystems discovery watches. usbmisc holds the cdc-wdm control ports of QMI/MBIM modems;
+# wwan the kernel's WWAN framework devices (PCIe/MHI modems' wwan0mbim0, wwan0at0... ports).
+SUBSYSTEMS = ("block", "net", "tty", "usb", "usbmisc", "wwan")
 
 # sysfs attributes read for a device of each subsystem (missing ones are simply absent).
 OWN_ATTRS = {
@@ -33,8 +34,9 @@ OWN_FLAGS = {
     "usbmisc": ("device",),
 }
 # Attributes read on ancestors: USB identity, MMC card type/name, SCSI/NVMe model.
+# PCI functions (PCIe modems) name themselves by vendor/device and subsystem ids.
 PARENT_ATTRS = ("idVendor", "idProduct", "serial", "manufacturer", "product", "type", "name",
-                "model", "vendor")
+                "model", "vendor", "device", "subsystem_vendor", "subsystem_device")
 
 @dataclass(frozen=True)
 class Node:
@@ -104,6 +106,10 @@ class NetIf:
 
 @dataclass(frozen=True)
 class Modem:
+    """One modem as udev/sysfs show it. ``usb_path`` is the sysfs path of the device that
+    groups its interfaces and ports: the USB device, or the PCI function (``bus`` "pci")
+    of an M.2/PCIe modem (kept under its old name: collectors and JSON already use it)."""
+
     key: str
     usb_path: str
     vendor_id: str | None
@@ -114,6 +120,7 @@ class Modem:
     interfaces: tuple[str, ...]
     ports: tuple[str, ...]
     reason: str
+    bus: str = "usb"  # usb | pci
 
 
 class Excluded(NamedTuple):

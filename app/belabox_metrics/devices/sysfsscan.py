@@ -53,6 +53,21 @@ class SysfsScanner:
                 seen.setdefault(info.devpath, info)
         return list(seen.values())
 
+    def listing(self) -> tuple:
+        """The names under each subsystem's folder: a few listdirs, so a periodic check costs
+        almost nothing when nothing was plugged or unplugged (a full scan reads hundreds of files)."""
+        out = []
+        for subsystem in SUBSYSTEMS:
+            base = os.path.join(self.root, "bus", "usb", "devices") if subsystem == "usb" else \
+                os.path.join(self.root, "class", subsystem)
+            try:
+                # exists() follows the class link: a device gone below a stale link counts as gone.
+                out.append((subsystem, tuple(sorted(n for n in os.listdir(base)
+                                                    if os.path.exists(os.path.join(base, n))))))
+            except OSError:
+                out.append((subsystem, None))
+        return tuple(out)
+
     def _candidates(self) -> Iterator[tuple[str, str]]:
         for subsystem in SUBSYSTEMS:
             if subsystem == "usb":

@@ -2,8 +2,10 @@
 
 Contents: the report (text and JSON), the effective config, ``udevadm info --export-db``,
 ``mmcli -L -J`` and ``-m N -J``, the board profile and a small capture of the sysfs and
-procfs files the collectors read, the unit's recent journal, spool statistics, and a
-manifest of what could not be collected. Every file passes through ``redact`` first.
+procfs files the collectors read, the unit's recent journal, the kernel log's tail, the
+running agent's ``/metrics``, spool statistics, and a manifest of what could not be
+collected. Every file passes through one ``redact.Redactor``: JSON as values (then
+serialised, so it stays JSON), text as text.
 """
 
 from __future__ import annotations
@@ -23,11 +25,15 @@ from belabox_metrics import config as configmod
 from belabox_metrics.diagnose import devices as diagnose_devices
 from belabox_metrics.diagnose import gather as diagnose
 from belabox_metrics.diagnose import render as diagnose_report
-from belabox_metrics.redact import redact_text, redact_tree
+from belabox_metrics.diagnose import secrets as diagnose_secrets
+from belabox_metrics.platform import recorded
+from belabox_metrics.redact import Redactor
 
 # Per captured file; sysfs attributes are tiny, procfs files like mounts stay well below.
 MAX_FILE_BYTES = 64 * 1024
 MAX_CAPTURED_FILES = 800
+KERNEL_LINES = 200
+KMSG = "/dev/kmsg"
 # Relative to procfs / sysfs. Globs are expanded one level at a time; no recursion into
 # sysfs's devices/ tree, whose symlink web would pull in thousands of files.
 PROCFS_FILES = ("cpuinfo", "meminfo", "loadavg", "uptime", "version", "stat", "mounts", "diskstats",
@@ -45,19 +51,6 @@ SYSFS_FILES = (
     "class/devfreq/*/cur_freq", "class/devfreq/*/governor",
     "class/power_supply/*/uevent",
 )
-
-
-def secrets_for(cfg: configmod.Config, environ: dict[str, str] | None = None) -> list[str]:
-    """Literal secrets to strike everywhere: the content of every token file we can read."""
-    from belabox_metrics.platform.token_file import candidate_paths
-    out = []
-    for path in candidate_paths(cfg, environ):
-        try:
-            with open(path, encoding="utf-8", errors="replace") as fh:
-                out.extend(w for w in fh.read().split() if len(w) >= 4)
-        except OSError:
-            continue
-    return out
 
 
 def _glob_under(root: str, pattern: str) -> list[str]:
@@ -96,16 +89,17 @@ def capture_tree(root: str, patterns: tuple[str, ...], limit: int) -> dict[str, 
 
 
 class _Bundle:
-    def __init__(self, secrets: list[str]):
-        self.secrets = secrets
+    def __init__(self, redactor: Redactor):
+        self.red = redactor
         self.files: dict[str, str] = {}
         self.notes: list[str] = []
 
     def add(self, name: str, text: str) -> None:
-        self.files[name] = redact_text(text, self.secrets)
+        self.files[name] = self.red.text(text)
 
     def add_json(self, name: str, value: Any) -> None:
-        self.add(name, json.dumps(redact_tree(value, self.secrets), indent=2, sort_keys=True, default=str) + "\n")
+        # Values are redacted, then serialised: a text pass over JSON would rewrite numbers.
+        self.files[name] = json.dumps(self.red.tree(value), indent=2, sort_keys=True, default=str) + "\n"
 
     def tool(self, name: str, argv: list[str], timeout: float = diagnose.SUBPROCESS_TIMEOUT,
              as_json: bool = False) -> str | None:
@@ -114,7 +108,7 @@ class _Bundle:
         rc, out, err = diagnose.run_tool(argv, timeout)
         if rc != 0:
             last = (err.strip().splitlines() or [""])[-1]
-            self.notes.append(f"{name}: `{' '.join(argv)}` exited {rc}: {redact_text(last, self.secrets)}")
+            self.notes.append(f"{name}: `{' '.join(argv)}` exited {rc}: {self.red.text(last)}")
             return None
         try:
             if not as_json:
@@ -130,10 +124,10 @@ class _Bundle:
 def collect(report: dict[str, Any], args, environ: dict[str, str] | None = None) -> dict[str, str]:
     """The bundle's files, name -> redacted text."""
     cfg, problems = diagnose.load_config(args)
-    b = _Bundle(secrets_for(cfg, environ))
+    b = _Bundle(diagnose_secrets.redactor(cfg, environ))
     b.add("report.txt", diagnose_report.render(report, width=80, colour=False))
     b.add_json("report.json", report)
-    plain = redact_tree(configmod.to_plain(cfg), b.secrets)
+    plain = b.red.config(configmod.to_plain(cfg))
     b.add("config-effective.yaml", f"# effective configuration from {cfg.source}\n"
           + "".join(f"# problem: {p}\n" for p in problems)
           + yaml.safe_dump(plain, sort_keys=False, default_flow_style=False))
@@ -152,15 +146,115 @@ def collect(report: dict[str, Any], args, environ: dict[str, str] | None = None)
         b.tool("journal.txt", ["journalctl", "-u", diagnose.UNIT, "-n", "200", "--no-pager", "-o", "short-iso"])
     else:
         b.notes.append("journal.txt: journalctl not installed")
+    kernel_log(b, procfs)
+    _metrics(b, report)
     b.add_json("spool.json", report.get("spool") or {})
     sysd = (report.get("service") or {}).get("systemd")
     if sysd:
         b.add_json("systemd.json", sysd)
     b.add("MANIFEST.txt", f"metrics-collector diagnose bundle, {report.get('generated', '')}\n"
-          "Identifiers (IMEI, ICCID, IMSI, phone numbers, MAC addresses, serials) and tokens are redacted.\n\n"
+          + ("Identifiers (IMEI, ICCID, IMSI, phone numbers, MAC addresses, serials) and secrets (tokens, URL "
+             "passwords and query values, secret-named extra labels) are redacted.\n\n" if b.red.identifiers else
+             "Secrets (tokens, URL passwords and query values, secret-named extra labels) are redacted; identifiers "
+             "are shown (modem.expose_identifiers: true).\n\n")
           + "".join(f"{n}\n" for n in sorted(b.files))
           + ("\nnot collected:\n" + "".join(f"- {n}\n" for n in b.notes) if b.notes else ""))
     return b.files
+
+
+def kernel_log(b: _Bundle, procfs: str, journalctl: str = "journalctl", kmsg: str = KMSG) -> None:
+    """kernel.txt: the kernel log's last lines, from the journal, else /dev/kmsg (or, for a
+    recorded tree, its kernel-journal.jsonl); kernel.unavailable.txt says why when neither."""
+    if not recorded.is_live_procfs(procfs):
+        path = recorded.beside(procfs, recorded.KERNEL_JOURNAL)
+        try:
+            b.add("kernel.txt", journal_lines_text(path, KERNEL_LINES))
+            return
+        except OSError as e:
+            b.add("kernel.unavailable.txt", f"recorded tree: cannot read {path}: {e.strerror or e}\n")
+            return
+    why = []
+    if shutil.which(journalctl):
+        rc, out, err = diagnose.run_tool([journalctl, "-k", "-n", str(KERNEL_LINES), "--no-pager", "-o", "short-iso"])
+        if rc == 0 and out.strip() and "-- No entries --" not in out:
+            b.add("kernel.txt", out)
+            return
+        why.append(f"journalctl -k exited {rc}: {(err.strip().splitlines() or ['no entries'])[-1]}")
+    else:
+        why.append("journalctl not installed")
+    try:
+        b.add("kernel.txt", read_kmsg(kmsg, KERNEL_LINES))
+        b.notes.append("kernel.txt: from " + kmsg + " (" + why[0] + ")")
+    except OSError as e:
+        why.append(f"{kmsg}: {e.strerror or e}")
+        b.add("kernel.unavailable.txt", "; ".join(why) + "\n")
+        b.notes.append("kernel.txt: " + "; ".join(why))
+
+
+def journal_lines_text(path: str, limit: int) -> str:
+    """``journalctl -o json`` lines as ``time message`` text, the last ``limit`` of them."""
+    from belabox_metrics.health.registry import rfc3339
+    from belabox_metrics.platform.kmsg import journal_message
+    out = []
+    with open(path, encoding="utf-8", errors="replace") as fh:
+        for line in fh:
+            try:
+                entry = json.loads(line)
+            except ValueError:
+                continue
+            msg = journal_message(entry)
+            if msg is None:
+                continue
+            try:
+                when = rfc3339(int(entry.get("__REALTIME_TIMESTAMP")) / 1e6)
+            except (TypeError, ValueError):
+                when = "?"
+            out.append(f"{when} kernel: {msg}\n")
+    return "".join(out[-limit:])
+
+
+def read_kmsg(path: str, limit: int) -> str:
+    """The kernel ring buffer's records (``prio,seq,usec,flags;message``) as ``[seconds] message``.
+    Non-blocking: each read returns one record; EAGAIN means the end is reached."""
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    lines: list[str] = []
+    try:
+        while True:
+            try:
+                rec = os.read(fd, 8192)
+            except BlockingIOError:
+                break
+            except OSError as e:
+                if e.errno == 32:  # EPIPE: the record was overwritten while we read; go on
+                    continue
+                raise
+            if not rec:
+                break
+            head, _, msg = rec.decode("utf-8", "replace").partition(";")
+            fields = head.split(",")
+            usec = int(fields[2]) if len(fields) > 2 and fields[2].isdigit() else 0
+            lines.append(f"[{usec / 1e6:12.6f}] {msg.splitlines()[0] if msg else ''}\n")
+            del lines[:-limit]
+    finally:
+        os.close(fd)
+    return "".join(lines)
+
+
+def _metrics(b: _Bundle, report: dict[str, Any]) -> None:
+    """metrics.txt: what the running agent's /metrics says now."""
+    svc = report.get("service") or {}
+    if svc.get("state") != "running":
+        b.notes.append("metrics.txt: the agent is not running")
+        return
+    try:
+        status, text = diagnose.http_get(f"{svc.get('url')}/metrics")
+    except OSError as e:
+        b.notes.append(f"metrics.txt: {b.red.text(str(e))}")
+        return
+    if status != 200:
+        b.notes.append(f"metrics.txt: /metrics answered HTTP {status}")
+        return
+    b.add("metrics.txt", text)
 
 
 def _modems(b: _Bundle, cfg: configmod.Config) -> None:

@@ -38,7 +38,8 @@ def device_facts(cfg: configmod.Config, args, samples, running: bool) -> dict[st
         diagnose_facts.add_rates(ifaces, read_if_counters(sysfs, list(before)), rate_s)
     return {"source": source, "modems": diagnose_facts.modems(samples),
             "filesystems": diagnose_facts.filesystems(samples), "interfaces": ifaces,
-            "temperatures": diagnose_facts.temperatures(samples), "stream": diagnose_facts.stream(samples)}
+            "temperatures": diagnose_facts.temperatures(samples), "stream": diagnose_facts.stream(samples),
+            "modemmanager_up": next((s.value for s in samples if s.name == "belabox_modemmanager_up"), None)}
 
 
 def read_if_counters(sysfs: str, devices: list[str]) -> dict[str, tuple[float, float]]:

@@ -186,8 +186,10 @@ def upload_facts(health: Mapping[str, Any] | None, metrics: Iterable[Sample]) ->
             out["http_status"] = details["last_error_status"]
     else:
         for key in ("last_error_status", "http_status", "last_status", "status_code"):
-            if details.get(key) not in (None, "", 0):
-                out["http_status"] = details[key]
+            v = details.get(key)
+            # last_status is the last answer's, also a success's: a 2xx is no error to show.
+            if v not in (None, "", 0) and not (isinstance(v, int) and 200 <= v < 300):
+                out["http_status"] = v
                 break
     if details.get("last_error_cause"):
         out["last_error_cause"] = details["last_error_cause"]

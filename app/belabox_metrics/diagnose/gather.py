@@ -21,6 +21,8 @@ from belabox_metrics import __version__
 from belabox_metrics import config as configmod
 from belabox_metrics.diagnose import devices as diagnose_devices
 from belabox_metrics.diagnose import facts as diagnose_facts
+from belabox_metrics.diagnose import kernel as diagnose_kernel
+from belabox_metrics.diagnose.secrets import redactor
 from belabox_metrics.health.registry import rfc3339
 from belabox_metrics.health.scrape import parse_exposition
 from belabox_metrics.platform import lock
@@ -158,7 +160,7 @@ def not_running_reason(lk: dict[str, Any], url: str, err: str, sysd: dict[str, s
         gone = "no longer exists" if not lk["pid_alive"] else "is alive but holds no lock"
         why = f"stale lock file {lk['path']} (PID {lk['pid']} {gone}); {url} does not answer ({err})"
     elif lk["exists"]:
-        why = f"lock file {lk['path']} is free; {url} does not answer ({err})"
+        why = f"stopped cleanly (lock file {lk['path']} is free and empty); {url} does not answer ({err})"
     else:
         why = f"no lock file at {lk['path']} (never started with this data path); {url}: {err}"
     if sysd:
@@ -213,12 +215,19 @@ def gather(args: argparse.Namespace, environ: dict[str, str] | None = None) -> d
     report["device_id"] = _device_id(samples, cfg, args)
     report["spool"] = spool_facts(cfg, candidates, health_doc, samples)
     report["uploads"] = uploads(cfg, health_doc, samples, report["spool"])
+    running_cfg = (((health_doc or {}).get("components") or {}).get("config") or {}).get("details", {}).get("path")
+    if running_cfg and running_cfg != cfg.source:
+        report["problems"].append({"severity": "degraded", "text": (
+            f"diagnose read {cfg.source}, the agent runs {running_cfg}: pass --config {running_cfg}")})
     report["clock"] = clock_facts(health_doc)
     report["devices"] = diagnose_devices.device_facts(cfg, args, samples, running=metrics_text is not None)
     report["board"] = diagnose_devices.board_facts(cfg, args)
+    report["kernel_events"] = diagnose_kernel.kernel_facts(cfg, diagnose_devices.roots(cfg, args), samples,
+                                                           running=metrics_text is not None)
     _local_findings(cfg, report)
     report["status"] = diagnose_facts.verdict(report)
-    return report
+    # Every output (text, --json, the bundle) is made from this one redacted report.
+    return redactor(cfg, environ).tree(report)
 
 
 def _device_id(samples, cfg: configmod.Config, args) -> str:
@@ -269,9 +278,14 @@ def spool_facts(cfg: configmod.Config, candidates, health_doc, samples) -> dict[
 
 
 def uploads(cfg: configmod.Config, health_doc, samples, spool: dict[str, Any]) -> dict[str, Any]:
-    if not cfg.remote.url:
+    # A running agent knows whether it uploads; the file diagnose read may not be the one it runs.
+    agent_up = ((health_doc or {}).get("components") or {}).get("uploader") or {}
+    agent_uploads = bool(agent_up) and "spool only" not in str(agent_up.get("message") or "")
+    if not cfg.remote.url and not agent_uploads:
         return {"url": None}
-    out = {"url": redact_url(cfg.remote.url), **diagnose_facts.upload_facts(health_doc, samples),
+    url = redact_url(cfg.remote.url) if cfg.remote.url else (
+        (agent_up.get("details") or {}).get("url") or "the running agent's remote.url")
+    out = {"url": url, **diagnose_facts.upload_facts(health_doc, samples),
            "max_bytes_per_second": cfg.remote.max_bytes_per_second}
     out["drain_estimate_seconds"] = diagnose_facts.drain_estimate(spool.get("pending_bytes"),
                                                                    cfg.remote.max_bytes_per_second)

@@ -6,11 +6,13 @@ ASCII only (a serial console or a minimal locale must show it), every line wrapp
 
 from __future__ import annotations
 
+import re
 import textwrap
 from collections.abc import Mapping
 from typing import Any
 
 LABEL_WIDTH = 11
+SHOWN_KERNEL_LINES = 8  # the text report's last kernel events; --json keeps them all
 _RANK = {"ok": 0, "degraded": 1, "error": 2}
 _COLOURS = {"ok": "32", "degraded": "33", "error": "31", "running": "32", "not running": "31"}
 
@@ -83,16 +85,21 @@ class _Out:
 def render(report: Mapping[str, Any], width: int = 80, colour: bool = False) -> str:
     out = _Out(width, colour)
     status = report.get("status", "error")
-    head = f"metrics-collector diagnose, device {report.get('device_id') or '?'}, {report.get('generated', '')}"
+    generated = re.sub(r"\.\d+(?=Z|[+-]\d\d:\d\d$)", "", str(report.get("generated", "")))  # whole seconds
+    head = f"diagnose, device {report.get('device_id') or '?'}  {generated}"
     verdict = status.upper()
     room = out.width - len(verdict) - 1
-    out.lines.append(head[:room].ljust(room) + " " + out.paint(verdict, status))
+    if len(head) > room:  # never cut the time: it goes with the verdict to a line of their own
+        out.lines.append(f"diagnose, device {report.get('device_id') or '?'}"[:out.width])
+        head = generated
+    out.lines.append(head.ljust(room) + " " + out.paint(verdict, status))
     _service(out, report.get("service") or {})
     _components(out, report.get("components") or {})
     _spool(out, report.get("spool") or {})
     _uploads(out, report.get("uploads") or {}, report.get("spool") or {})
     _clock(out, report.get("clock") or {})
     _devices(out, report.get("devices") or {})
+    _kernel(out, report.get("kernel_events") or {})
     board = report.get("board") or {}
     if board:
         out.row("Board", board.get("text") or "unknown board profile")
@@ -219,6 +226,31 @@ def _clock(out: _Out, clk: Mapping[str, Any]) -> None:
     out.row("Clock", text)
 
 
+def _kernel(out: _Out, ke: Mapping[str, Any]) -> None:
+    """Counts per kind, then the last few event lines with their times (newest last)."""
+    if not ke:
+        return
+    if ke.get("disabled"):
+        out.row("Kernel", f"not watched: {ke['disabled']}")
+        return
+    counts = {k: v for k, v in (ke.get("counts") or {}).items() if v}
+    if counts:
+        out.row("Kernel", ", ".join(f"{k} {_num(v)}" for k, v in counts.items())
+                + f" (counted from {ke.get('counted_from') or '?'})")
+    else:
+        out.row("Kernel", f"no events that matter in {ke.get('source') or '?'}")
+    recent = ke.get("recent") or []
+    for e in recent[-SHOWN_KERNEL_LINES:]:
+        where = e.get("device") or "?"
+        if e.get("modem"):
+            where += f" (modem {e['modem']})"
+        out.row("", f"{e.get('time') or '?'} {e.get('kind')} {where}", hang=2)
+    if len(recent) > SHOWN_KERNEL_LINES:
+        out.row("", f"({len(recent) - SHOWN_KERNEL_LINES} earlier lines in --json)")
+    for p in ke.get("problems") or []:
+        out.row("", f"problem: {p}")
+
+
 def _devices(out: _Out, dev: Mapping[str, Any]) -> None:
     if not dev:
         return
@@ -233,6 +265,8 @@ def _devices(out: _Out, dev: Mapping[str, Any]) -> None:
         if m.get("rsrp_dbm") is not None:
             bits.append(f"RSRP {m['rsrp_dbm']:.0f} dBm")
         out.row("Modems" if i == 0 else "", f"{m['modem']}: " + ", ".join(bits))
+    if modems and dev.get("modemmanager_up") == 0:  # once, not per modem
+        out.row("", "ModemManager not running: radio metrics unavailable")
     for i, d in enumerate(dev.get("filesystems") or []):
         used = f"{d['used_percent']:.0f}% used" if d.get("used_percent") is not None else "usage ?"
         free = f"{human_bytes(d.get('avail_bytes'))} free of {human_bytes(d.get('size_bytes'))}"

@@ -28,10 +28,14 @@ from urllib.parse import urlsplit
 
 from belabox_metrics import config
 from belabox_metrics.health.registry import OK, Registry
+from belabox_metrics.redact import Redactor
 
 log = logging.getLogger(__name__)
 
 MAX_REQUEST_LINE = 4096
+
+
+_SECRETS_ONLY = Redactor(identifiers=False)
 
 
 class HealthServerError(OSError):
@@ -432,7 +436,9 @@ class _Handler(BaseHTTPRequestHandler):
             self._reply(404, b"not found\n", "text/plain; charset=utf-8")
 
     def _json(self, code: int, obj: dict) -> None:
-        self._reply(code, (json.dumps(obj) + "\n").encode(), "application/json")
+        # A component's message may be an exception's text: URL credentials, query values and
+        # bearer tokens never leave in it (identifiers are the collectors' own business).
+        self._reply(code, (json.dumps(_SECRETS_ONLY.tree(obj)) + "\n").encode(), "application/json")
 
     def _reply(self, code: int, body: bytes, ctype: str, extra: dict[str, str] | None = None) -> None:
         self.send_response(code)

@@ -10,7 +10,7 @@ is the only place that decides which board this is; it follows CeraUI's order
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
@@ -33,10 +33,6 @@ class Profile:
     models: tuple[str, ...] = ()
     dmi_boards: tuple[str, ...] = ()
     soc_zones: tuple[str, ...] = ()  # thermal zone types, first present wins
-    ignore_zones: tuple[str, ...] = ()  # zones whose readings mean nothing on this board
-    hwmon_chips: tuple[str, ...] = ()
-    disk_patterns: tuple[str, ...] = ()
-    interface_notes: dict = field(default_factory=dict)
 
 
 def profiles_dir() -> Path | None:
@@ -69,10 +65,6 @@ def parse_profile(text: str, board_id: str) -> Profile:
         models=_tuple(match.get("model")),
         dmi_boards=_tuple(match.get("dmi_board")),
         soc_zones=_tuple(thermal.get("soc")),
-        ignore_zones=_tuple(thermal.get("ignore")),
-        hwmon_chips=_tuple((raw.get("hwmon") or {}).get("chips")),
-        disk_patterns=_tuple((raw.get("disk") or {}).get("patterns")),
-        interface_notes=dict(raw.get("network") or {}),
     )
 
 

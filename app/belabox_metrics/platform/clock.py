@@ -272,10 +272,6 @@ class Timekeeper:
         fixed = (s.boottime_ns + offset) // 1_000_000
         return s.wall_ms if abs(fixed - s.wall_ms) <= self.threshold_ms else fixed
 
-    def is_unfixable(self, s: Any) -> bool:
-        """True for an untrusted slice of another boot: it can only wait to be dropped."""
-        return not s.clock_synced and (not s.boot_id or s.boot_id != self.boot_id)
-
     def can_restamp(self, boot_id: str) -> bool:
         """True when untrusted batches of ``boot_id`` can be given a correct time now (this
         boot, with a time source): batches parked while waiting for one can be unparked."""

@@ -2,7 +2,8 @@
 
 The file is never deleted: removing it would let two processes lock two different
 inodes during overlapping start/stop cycles (the deployment guide's "Process Locking").
-A stale file from a dead process is harmless because flock dies with its holder.
+A stale file from a dead process is harmless because flock dies with its holder; a clean stop
+empties it, so a PID in a free file means the holder died without stopping.
 """
 
 from __future__ import annotations
@@ -69,7 +70,13 @@ class InstanceLock:
         self._fd = fd
 
     def release(self) -> None:
+        """A clean stop empties the file (keeping its inode, see above): a PID left in it then
+        means the holder died without stopping, which is what diagnose calls a stale lock."""
         if self._fd is not None:
+            try:
+                os.ftruncate(self._fd, 0)
+            except OSError:
+                pass  # a read-only remount since start: the PID stays, the lock still goes
             fcntl.flock(self._fd, fcntl.LOCK_UN)
             os.close(self._fd)
             self._fd = None

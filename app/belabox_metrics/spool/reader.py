@@ -101,11 +101,6 @@ class RowReader:
                                  "WHERE parked = 1 ORDER BY id").fetchall()
         return [(i, self._boot_name(b), w, n) for i, b, w, n in rows]
 
-    def unsynced(self) -> list[tuple[int, str, int, int]]:
-        rows = self.conn.execute("SELECT id, boot, wall_ms, boottime_ns FROM batches "
-                                 "WHERE clock_synced = 0 ORDER BY id").fetchall()
-        return [(i, self._boot_name(b), w, t) for i, b, w, t in rows]
-
     def _rows(self, cond: str, args: list, order: str) -> list[tuple]:
         return self.conn.execute(f"SELECT {_COLUMNS} FROM batches WHERE {cond} ORDER BY id {order} "
                                  f"LIMIT {CHUNK}", args).fetchall()

@@ -113,7 +113,15 @@ class RowWriter:
 
     # --- inserting ------------------------------------------------------------------------
 
-    def insert(self, batches: Sequence[Batch]) -> tuple[list[Row], list[Change], dict[str, int]]:
+    def reserve_id(self) -> int:
+        """The id of a batch held in memory (spool.store): it keeps it if it is ever written, so
+        an upload in flight can acknowledge it in memory or on disk alike."""
+        i = self._next_id
+        self._next_id += 1
+        return i
+
+    def insert(self, batches: Sequence[Batch], ids: Sequence[int] | None = None
+               ) -> tuple[list[Row], list[Change], dict[str, int]]:
         """Store batches as rows, dropping the oldest stored batches first when the cap is reached.
         Returns the new rows, the stored batches that were dropped, and drop counts by reason."""
         state = (self._dict, self._dict_baseline, self._dict_age, self._poor_run)
@@ -121,7 +129,7 @@ class RowWriter:
         pending = []
         changes: list[Change] = []
         drops: dict[str, int] = {}
-        for b in batches:
+        for k, b in enumerate(batches):
             try:
                 _check(b)
                 blob, dict_id = self._encode(b, series_json(b.samples), new_dicts)
@@ -130,7 +138,7 @@ class RowWriter:
                 log.error("spool: batch at %r cannot be stored (%s): dropped", b.wall_ms, e)
                 drops["invalid"] = drops.get("invalid", 0) + len(b.samples)
                 continue
-            pending.append((b, blob, dict_id))
+            pending.append((b, blob, dict_id, ids[k] if ids is not None else None))
         if drops:
             self.transaction(lambda c: self.count_drops(drops))
         if not pending:
@@ -173,13 +181,14 @@ class RowWriter:
     def _insert_within_cap(self, pending: list, new_dicts: list, changes: list[Change],
                            drops: dict[str, int]) -> list[Row]:
         while True:
-            need = sum(pages_for(len(blob)) for _, blob, _ in pending) + 2
+            need = sum(pages_for(len(p[1])) for p in pending) + 2
             need += sum(pages_for(len(d)) for _, d in new_dicts) * len(DICT_TABLES)
             short = need - self.free_pages()
             if short > 0:
                 self._make_room(short, "size_cap", changes, drops)
             try:
-                rows, self._next_id, new_boots = self.transaction(lambda c: self._write(c, pending, new_dicts))
+                rows, next_id, new_boots = self.transaction(lambda c: self._write(c, pending, new_dicts))
+                self._next_id = max(self._next_id, next_id)
                 # Only after COMMIT: a failed commit must not leave refs to rows that do not exist.
                 self._boots.update(new_boots)
                 self._boot_names.update({i: b for b, i in new_boots.items()})
@@ -194,7 +203,7 @@ class RowWriter:
                 continue
             if not pending:
                 return []
-            b, _, _ = pending.pop(0)  # nothing stored is left to give way: the new batch goes
+            b = pending.pop(0)[0]  # nothing stored is left to give way: the new batch goes
             lost = {reason: len(b.samples)}
             drops[reason] = drops.get(reason, 0) + len(b.samples)
             self.transaction(lambda c, lost=lost: self.count_drops(lost))
@@ -206,16 +215,17 @@ class RowWriter:
         rows = []
         next_id = self._next_id
         new_boots: dict[str, int] = {}
-        for b, blob, dict_id in pending:
+        for b, blob, dict_id, given in pending:
+            bid = next_id if given is None else given
+            next_id = max(next_id, bid + 1)
             ref = self._boots.get(b.boot_id) or new_boots.get(b.boot_id)
             if ref is None:
                 ref = new_boots[b.boot_id] = c.execute(
                     "INSERT INTO boots (boot_id) VALUES (?)", (b.boot_id,)).lastrowid
             c.execute("INSERT INTO batches VALUES (?, ?, 0, 0, ?, ?, ?, ?, ?, ?)",
-                      (next_id, len(b.samples), dict_id, ref, int(b.clock_synced), b.wall_ms,
+                      (bid, len(b.samples), dict_id, ref, int(b.clock_synced), b.wall_ms,
                        b.boottime_ns, blob))
-            rows.append(Row(next_id, len(b.samples), len(blob), b.wall_ms))
-            next_id += 1
+            rows.append(Row(bid, len(b.samples), len(blob), b.wall_ms))
         for table in DICT_TABLES[1:]:
             c.executemany(f"INSERT INTO {table} (id, data) VALUES (?, ?)", new_dicts)
         return rows, next_id, new_boots
@@ -304,13 +314,6 @@ class RowWriter:
             c.execute("UPDATE parked SET since_ms = ? WHERE since_ms > ?", (now_ms, now_ms))
             return [r[0] for r in c.execute("SELECT batch_id FROM parked WHERE since_ms <= ?",
                                             (now_ms - max_age_ms,))]
-        return self.transaction(fn)
-
-    def restamp(self, ids: Collection[int], delta_ms: int) -> int:
-        def fn(c):
-            c.executemany("UPDATE batches SET wall_ms = wall_ms + ?, clock_synced = 1 WHERE id = ?",
-                          [(delta_ms, i) for i in ids])
-            return c.execute("SELECT changes()").fetchone()[0]
         return self.transaction(fn)
 
     def count_drops(self, drops: dict[str, int]) -> None:

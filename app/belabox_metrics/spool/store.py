@@ -2,9 +2,11 @@
 
 Threads: the agent appends, commits and maintains; the uploader takes, acks and drops; the
 HTTP thread reads stats. One connection serves them all under ``_db``; stats never wait on it.
-Loss window: batches are buffered in memory for up to ``storage.commit_interval`` and then
-committed without fsync (synchronous=NORMAL), so a power cut loses at most that interval plus
-the kernel's writeback delay (about 30 s); a crash of the process alone loses only the buffer.
+Loss window: batches are held in memory (spool/held.py) and written only if the server has not
+acknowledged them ``storage.commit_interval`` after collection; then without fsync
+(synchronous=NORMAL). A power cut loses at most that interval plus the kernel's writeback delay
+(about 30 s) of unacknowledged data, and nothing the server acknowledged; with the uplink up the
+card sees almost no writes.
 The agent holds the file exclusively while it runs (see store_schema.configure).
 """
 
@@ -22,6 +24,7 @@ from urllib.parse import quote
 from belabox_metrics.config import StorageConfig
 from belabox_metrics.health.selfmetrics import SelfMetrics
 from belabox_metrics.samples import Batch
+from belabox_metrics.spool.held import EST_BYTES_PER_SAMPLE, Entry, Held
 from belabox_metrics.spool.reader import RowReader, Slice
 from belabox_metrics.spool.rows import Change, RowWriter
 from belabox_metrics.spool.schema import (
@@ -49,7 +52,7 @@ __all__ = ["OpenReport", "Slice", "Spool", "SpoolStats", "StoreError"]
 
 @dataclass(frozen=True)
 class SpoolStats:
-    pending_batches: int  # committed, not parked, not fully acknowledged
+    pending_batches: int  # not parked, not fully acknowledged: written or held in memory
     pending_samples: int
     pending_bytes: int
     oldest_wall_ms: int | None
@@ -60,7 +63,7 @@ class SpoolStats:
     parked_batches: int
     parked_samples: int
     path: str
-    buffered_batches: int = 0  # appended, not yet committed
+    buffered_batches: int = 0  # held in memory, not written (included in the pending_* above)
     buffered_samples: int = 0
     # Parked data by the reason it was set aside (clock_unverified: this boot, waiting for a
     # time source; earlier_boot_unfixable: another boot's untrusted clock, waits to expire).
@@ -88,9 +91,8 @@ class Spool:
         self._clock = clock
         self._db = threading.RLock()
         self._commit_lock = threading.Lock()
-        self._buf_lock = threading.Lock()
-        self._buf: list[Batch] = []
-        self._buf_samples = 0
+        self._held = Held()  # batches not yet written (spool/held.py: most never are)
+        self.last_committed_wall_ms: list[int] = []  # of the batches the last commit wrote
         self._totals = Totals()
         self._writer = RowWriter(conn, budget)
         self._reader = RowReader(conn, self._writer.boot_name)
@@ -98,6 +100,10 @@ class Spool:
         self._closed = False
         self._readonly = False
         self.open_report = OpenReport(None, 0, 0, "")
+
+    def wal_share_bytes(self) -> int:
+        """What the WAL may hold before it is checkpointed and truncated (journal_size_limit)."""
+        return self._budget.wal_bytes
 
     def reconfigure(self, cfg: StorageConfig) -> int:
         """SIGHUP: a new size cap, commit interval and checkpoint settings take effect now
@@ -252,53 +258,43 @@ class Spool:
     # --- writing ------------------------------------------------------------------------
 
     def append(self, batch: Batch) -> None:
-        """Buffer one batch in memory; nothing touches the disk until the next commit."""
+        """Hold one batch in memory; it reaches the disk only if it is still unacknowledged
+        ``storage.commit_interval`` later (or at shutdown)."""
         if not batch.samples:
             return
-        with self._buf_lock:
-            self._buf.append(batch)
-            self._buf_samples += len(batch.samples)
+        with self._db:
+            batch_id = self._writer.reserve_id()
+        self._held.add(Entry(batch_id, batch, self._clock()))
 
     def maybe_commit(self, now_mono: float) -> int:
-        """Commit the buffer when commit_interval has passed (or it grew large); returns batches."""
-        due = now_mono - self._last_commit >= self.cfg.commit_interval
-        if not due and self._buf_samples < COMMIT_EARLY_SAMPLES:
-            return 0
-        return self._commit(now_mono)
+        """Write the batches held for commit_interval (or too many held); returns batches."""
+        return self._commit(self._held.due(now_mono, self.cfg.commit_interval, COMMIT_EARLY_SAMPLES), now_mono)
 
     def flush(self) -> int:
-        """Commit the buffer now (shutdown)."""
-        return self._commit(self._clock())
+        """Write everything still held (shutdown)."""
+        return self._commit(self._held.take_all(), self._clock())
 
-    def _commit(self, now_mono: float) -> int:
+    def _commit(self, entries: list[Entry], now_mono: float) -> int:
         with self._commit_lock:
-            with self._buf_lock:
-                batches, self._buf, self._buf_samples = self._buf, [], 0
-            self._last_commit = now_mono
-            if not batches:
+            self.last_committed_wall_ms = []
+            if not entries:
                 return 0
+            self._last_commit = now_mono
             try:
-                self._insert(batches)
+                self._insert([e.batch for e in entries], [e.id for e in entries])
+                partial = [e for e in entries if e.done]
+                if partial:  # progress made while held: the rows start where it stands
+                    self._advance_rows([Slice(e.id, 0, e.done, (), 0, "", 0, True, 0) for e in partial], None)
             except BaseException:
-                self._requeue(batches)
+                lost = self._held.put_back(entries, MAX_BUFFER_SAMPLES)
+                self._count({"buffer_full": lost})
                 raise
-            return len(batches)
+            self.last_committed_wall_ms = [e.batch.wall_ms for e in entries]
+            return len(entries)
 
-    def _requeue(self, batches: list[Batch]) -> None:
-        """A failed commit keeps its batches for the next try, within MAX_BUFFER_SAMPLES."""
-        lost = 0
-        with self._buf_lock:
-            self._buf[:0] = batches
-            self._buf_samples += sum(len(b.samples) for b in batches)
-            while self._buf_samples > MAX_BUFFER_SAMPLES and len(self._buf) > 1:
-                gone = self._buf.pop(0)
-                self._buf_samples -= len(gone.samples)
-                lost += len(gone.samples)
-        self._count({"buffer_full": lost})
-
-    def _insert(self, batches: list[Batch]) -> list[int]:
+    def _insert(self, batches: list[Batch], ids: list[int] | None = None) -> list[int]:
         with self._db:
-            rows, changes, drops = self._writer.insert(batches)
+            rows, changes, drops = self._writer.insert(batches, ids)
         self._totals.apply(changes)
         self._totals.add_rows(rows)
         self._count(drops, persist=False)  # the writer stored them with the deletions
@@ -311,16 +307,23 @@ class Spool:
         """The newest pending samples, newest batch first. A batch cut by max_samples gives its
         first part (progress is one offset per batch). With ``newer_than_ms`` the scan stops at
         the first batch collected at or before it (ids follow collection order)."""
+        out = self._held.slices(True, max_samples, newer_than_ms)  # held batches are the newest
+        room = max_samples - sum(s.end - s.start for s in out)
+        if room <= 0:
+            return out
         with self._db:
-            out, bad = self._reader.take("DESC", max_samples, (), newer_than_ms)
+            rows, bad = self._reader.take("DESC", room, (), newer_than_ms)
         self._drop_rows(bad, "corrupt")
-        return out
+        return out + rows
 
     def take_oldest(self, max_samples: int, exclude_ids: Collection[int] = ()) -> list[Slice]:
         """The oldest pending samples, oldest first, skipping batches in ``exclude_ids``."""
         with self._db:
             out, bad = self._reader.take("ASC", max_samples, exclude_ids, None)
         self._drop_rows(bad, "corrupt")
+        room = max_samples - sum(s.end - s.start for s in out)
+        if room > 0:
+            out += self._held.slices(False, room, None, exclude_ids)
         return out
 
     def iter_pending(self, since_ms: int | None = None, until_ms: int | None = None,
@@ -347,6 +350,15 @@ class Spool:
     def _advance(self, slices: Sequence[Slice], reason: str | None) -> None:
         if not slices:
             return
+        # The commit lock: a batch being written right now is acknowledged after its row exists.
+        with self._commit_lock:
+            moved, slices = self._held.advance(slices)
+            if moved and reason is not None:
+                self._count({reason: moved})
+            if slices:
+                self._advance_rows(slices, reason)
+
+    def _advance_rows(self, slices: Sequence[Slice], reason: str | None) -> None:
         with self._db:
             changes = self._writer.advance(slices, reason)
         self._after(changes)
@@ -409,8 +421,12 @@ class Spool:
     # --- batches whose clock cannot be trusted ----------------------------------------------
 
     def park(self, batch_ids: Collection[int], reason: str, now_wall_ms: int | None = None) -> None:
-        """Set batches aside: never taken, counted in stats, expired after parked_max_age."""
+        """Set batches aside: never taken, counted in stats, expired after parked_max_age. Held
+        batches are written first: parked data may wait for days."""
         since = int(time.time() * 1000) if now_wall_ms is None else now_wall_ms
+        held = self._held.take_ids(batch_ids)
+        if held:
+            self._commit(held, self._clock())
         with self._db:
             moved = self._writer.set_parked(list(batch_ids), True, reason, since)
         self._totals.move(moved, to_parked=True)
@@ -439,29 +455,18 @@ class Spool:
         self._count({"untrusted_clock": n}, persist=False)
         return n
 
-    def unsynced(self) -> list[tuple[int, str, int, int]]:
-        """(batch_id, boot_id, wall_ms, boottime_ns) of stored batches collected without a
-        trusted clock, parked or not, oldest first (for timekeeping)."""
-        with self._db:
-            return self._reader.unsynced()
-
-    def restamp(self, batch_ids: Collection[int], delta_ms: int) -> int:
-        """Shift batches' times by delta_ms (sample timestamps move along) and mark them synced."""
-        with self._db:
-            n = self._writer.restamp(list(batch_ids), delta_ms)
-        self._refresh_ends()
-        return n
-
     # --- upkeep ---------------------------------------------------------------------------
 
     def stats(self) -> SpoolStats:
         """Running totals plus two stat() calls: never waits for the database."""
         batches, samples, nbytes, oldest, newest, dropped, pb, ps = self._totals.snapshot()
+        # Held batches are pending too (they are not on the server): one number everywhere.
+        hb, hs, h_oldest, h_newest = self._held.totals()
         by_reason, parked_bytes, oldest_parked = self._totals.parked_detail()
-        with self._buf_lock:
-            buffered = (len(self._buf), self._buf_samples)
-        return SpoolStats(batches, samples, nbytes, oldest, newest, _size(self.path),
-                          _size(self.path + "-wal"), dropped, pb, ps, self.path, *buffered,
+        oldest = oldest if h_oldest is None or (oldest is not None and oldest <= h_oldest) else h_oldest
+        newest = newest if h_newest is None or (newest is not None and newest >= h_newest) else h_newest
+        return SpoolStats(batches + hb, samples + hs, nbytes + hs * EST_BYTES_PER_SAMPLE, oldest, newest,
+                          _size(self.path), _size(self.path + "-wal"), dropped, pb, ps, self.path, hb, hs,
                           parked_by_reason=by_reason, parked_bytes=parked_bytes,
                           oldest_parked_wall_ms=oldest_parked)
 

@@ -49,31 +49,9 @@ def read_stats(db_path: str, storage_cfg):
 
 
 def _close(spool) -> None:
-    if getattr(spool, "_readonly_view", False):
-        spool._conn.close()  # Spool.close() checkpoints, which a read-only connection cannot
-    else:
-        spool.close()
+    spool.close()  # a read-only Spool only closes its connection (no checkpoint)
 
 
 def _open(db_path: str, storage_cfg):
     from belabox_metrics.spool import store
-    if hasattr(store.Spool, "open_readonly"):
-        return store.Spool.open_readonly(db_path, storage_cfg)
-    import sqlite3
-    import time
-    from urllib.parse import quote
-
-    from belabox_metrics.spool.schema import Budget
-    # mode=ro: never create, migrate, checkpoint or salvage; a reader in WAL mode still sees
-    # what the running agent committed. The running totals come from the spool's own loader.
-    conn = sqlite3.connect(f"file:{quote(os.path.abspath(db_path))}?mode=ro", uri=True, timeout=5.0,
-                           isolation_level=None, check_same_thread=False)
-    try:
-        spool = store.Spool(conn, os.path.abspath(db_path), storage_cfg, Budget.of(storage_cfg), None,
-                            time.monotonic)
-        spool._load()
-        spool._readonly_view = True
-    except Exception:
-        conn.close()
-        raise
-    return spool
+    return store.Spool.open_readonly(db_path, storage_cfg)

@@ -2,6 +2,7 @@
 
 Pure: input is the history JSON (see ``history``), output is text. Nothing here reads files,
 the spool or the clock.
+May import: the standard library only (it sits at the bottom layer, beside config and platform).
 """
 
 from belabox_metrics.timeline.html import render_html

@@ -24,10 +24,11 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
-from belabox_metrics import __version__, redact
+from belabox_metrics import __version__
 from belabox_metrics.platform import boundedhttp
+from belabox_metrics.redact import redact_url  # the one URL redaction: password and query values go
 from belabox_metrics.upload import failures
 from belabox_metrics.upload.retry import RetryPolicy, parse_retry_after
 from belabox_metrics.upload.wire import Body
@@ -74,19 +75,6 @@ def classify_status(status: int) -> tuple[str, bool, str]:
     if 300 <= status < 400:
         return FATAL, False, "http_3xx"
     return FATAL, False, f"http_{status}" if 400 <= status < 500 else "http_other"
-
-
-def redact_url(url: str) -> str:
-    """The URL as it may appear in logs: no user:password, no query (it may hold a key)."""
-    url = redact.redact_url(url)  # the project's rule first, even if the parse below fails
-    try:
-        p = urlsplit(url)
-    except ValueError:
-        return "<unparseable url>"
-    host = p.hostname or ""
-    if p.port:
-        host = f"{host}:{p.port}"
-    return urlunsplit((p.scheme, host, p.path, "", ""))
 
 
 class Transport:

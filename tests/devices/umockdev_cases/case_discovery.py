@@ -60,7 +60,7 @@ def test_listing(testbed, udev_dir, mode):
         expected_listing(registry)
         state = health.get("discovery")
         if mode == "udev":
-            assert (state.status, state.message) == ("ok", "udev monitor on block, net, tty, usb, usbmisc")
+            assert (state.status, state.message) == ("ok", "udev monitor on block, net, tty, usb, usbmisc, wwan")
         else:
             assert state.status == "degraded"
             assert state.message == "udev not running: sysfs rescans every 5s and on kernel uevents"

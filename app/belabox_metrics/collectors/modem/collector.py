@@ -1,10 +1,13 @@
 """Cellular modems: radio data from ModemManager (``mmcli -J``), the only module that talks to it.
 
 Every modem discovery knows appears, ModemManager or not: a HiLink stick is only a
-cdc_ether NIC, so it gets ``belabox_modem_info`` from its USB identity and the byte
-counters of its interface. ModemManager adds state, signal, registration and SIM.
+cdc_ether NIC, so it gets ``belabox_modem_info`` (identity, driver, bus and port) and
+``belabox_modem_present`` from udev/sysfs alone, plus the byte counters of its interface.
+ModemManager adds state, signal, registration and SIM, joined on the same ``modem`` key.
 Each mmcli call runs under ``modem.mmcli_timeout`` in its own process group and is
-killed when over time; after one timeout no further call is made in that cycle.
+killed when over time; after one timeout no further call is made in that cycle. When
+mmcli runs at all is schedule.py's decision: no process per cycle while the answer
+cannot have changed.
 """
 
 from __future__ import annotations
@@ -15,13 +18,10 @@ import re
 import signal
 import subprocess
 from collections import deque
-from dataclasses import dataclass, field
 from typing import Any
 
 from belabox_metrics.collectors import Collector, CollectorContext
 from belabox_metrics.collectors.modem.parse import (
-    MODEM_STATES,
-    REGISTRATION_STATES,
     MmcliFormatError,
     ModemStatus,
     SignalReport,
@@ -30,20 +30,20 @@ from belabox_metrics.collectors.modem.parse import (
     parse_modem_list,
     parse_signal,
     parse_sim,
-    sim_locked,
 )
-from belabox_metrics.devices.model import Modem, modem_key
+from belabox_metrics.collectors.modem.schedule import ABSENT, PRESENT, ListSchedule, mmcli_missing, system_bus_missing
+from belabox_metrics.collectors.modem.series import Entry, devpath, entry_samples
+from belabox_metrics.devices.model import DeviceChange, Modem, modem_key
 from belabox_metrics.samples import Sample, sample
 
 log = logging.getLogger(__name__)
 
 DROPPED = "metrics_collector_dropped_series_total"
 ERRORS = "metrics_collector_collector_errors_total"
-SIGNAL_METRICS = {"rssi": "belabox_modem_rssi_dbm", "rsrp": "belabox_modem_rsrp_dbm",
-                  "rsrq": "belabox_modem_rsrq_db", "snr": "belabox_modem_snr_db"}
 
 
 _STDERR_NOISE = re.compile(r"\(mmcli:\d+\)|\d\d:\d\d:\d\d\.\d+")
+NOT_RUNNING = "ModemManager not running: radio metrics unavailable"
 
 
 class MmcliError(Exception):
@@ -52,29 +52,6 @@ class MmcliError(Exception):
     def __init__(self, kind: str, message: str):
         super().__init__(message)
         self.kind = kind
-
-
-@dataclass
-class _Entry:
-    """One modem of this cycle: what discovery and ModemManager each know about it."""
-
-    key: str
-    udev: Modem | None = None
-    mm: ModemStatus | None = None
-    signal: SignalReport | None = None
-    sim: SimStatus | None = None
-    interfaces: list[str] = field(default_factory=list)
-
-
-def _devpath(sysfs_path: str | None) -> str | None:
-    if not sysfs_path:
-        return None
-    i = sysfs_path.find("/devices/")
-    return sysfs_path[i:] if i >= 0 else None
-
-
-def _safe_ifname(name: str) -> bool:
-    return bool(name) and "/" not in name and not name.startswith(".")
 
 
 class ModemCollector(Collector):
@@ -89,12 +66,24 @@ class ModemCollector(Collector):
         self._signal_setup_done: set[str] = set()  # MM paths set up during their current appearance
         self._timed_out = False
         self._warned: set[str] = set()
+        self.schedule = ListSchedule()
+        self._sims: dict[str, SimStatus] = {}  # SIM object path -> what mmcli said (a new SIM gets a new path)
+        self._unsubscribe: Any = None
 
     @property
     def problems(self) -> list[str]:
         """What the runner shows as a degraded ``collector.modem`` (ModemManager down, mmcli
         slow or malformed); without this the runner's "ok" would hide it after every cycle."""
         return [self.status[1]] if self.status[0] != "ok" else []
+
+    def modemmanager_running(self) -> tuple[bool | None, str]:
+        """One check for `devices`: (True, "") when ModemManager answers, (False, why) when it
+        cannot run or is not running, (None, problem) when mmcli failed otherwise."""
+        problems: list[str] = []
+        self._list(problems)
+        if self.schedule.state == PRESENT:
+            return True, ""
+        return (False if self.schedule.state == ABSENT else None), "; ".join(problems)
 
     # --- mmcli ----------------------------------------------------------------------------
 
@@ -144,32 +133,61 @@ class ModemCollector(Collector):
             self._warned.add(key)
             log.warning("%s: %s", shown, line)
 
+    def _list(self, problems: list[str]) -> list[str]:
+        """The modem object paths, from mmcli only when the schedule says it may have changed."""
+        sched = self.schedule
+        why_absent = ("mmcli not found (modem.mmcli_path: " f"{self.cfg.mmcli_path!r})"
+                      if mmcli_missing(self.cfg.mmcli_path) else None)
+        if why_absent is None:
+            bus = system_bus_missing()
+            why_absent = f"ModemManager is not running ({bus})" if bus else None
+        if why_absent is not None:  # a stat said so: no process needed
+            sched.absent(why_absent)
+        elif not sched.must_list():
+            if sched.state == ABSENT:
+                problems.append(sched.absent_reason)
+            return list(sched.paths)
+        else:
+            try:
+                paths = parse_modem_list(self._mmcli("-L", "-J"))
+            except MmcliFormatError as e:
+                problems.append(f"mmcli -L -J returned malformed output: {e}")
+                self._count_error()
+                sched.unknown()
+            except MmcliError as e:
+                if e.kind in ("not_running", "missing"):
+                    sched.absent(e.args[0])
+                else:
+                    problems.append(e.args[0])
+                    self._count_error()
+                    sched.unknown()
+            else:
+                sched.listed(paths)
+                self._signal_setup_done &= set(paths)  # a modem that left and came back is set up again
+                self._sims.clear()
+                return paths
+        if sched.state == ABSENT:
+            problems.append(sched.absent_reason)
+        self._signal_setup_done.clear()
+        return []
+
     def _query(self, problems: list[str]) -> list[tuple[ModemStatus, SignalReport | None, SimStatus | None]]:
         """Everything ModemManager says about its modems; problems go to ``problems``."""
-        try:
-            paths = parse_modem_list(self._mmcli("-L", "-J"))
-        except MmcliFormatError as e:
-            problems.append(f"mmcli -L -J returned malformed output: {e}")
-            self._count_error()
-            return []
-        except MmcliError as e:
-            problems.append(e.args[0])
-            if e.kind not in ("not_running", "missing"):
-                self._count_error()
-            self._signal_setup_done.clear()
-            return []
-        self._signal_setup_done &= set(paths)  # a modem that left and came back is set up again
         out = []
-        for path in paths:
+        for path in self._list(problems):
             index = path.rsplit("/", 1)[-1]
             try:
                 status = parse_modem(self._mmcli("-m", index, "-J"))
             except MmcliError as e:
+                self.schedule.failed()  # gone, renumbered or ModemManager in trouble: list again
                 if e.kind == "gone":
                     log.debug("modem %s vanished between -L and -m: %s", index, e)
                     continue
+                if e.kind == "not_running":
+                    self.schedule.absent(e.args[0])
                 problems.append(e.args[0])
-                self._count_error()
+                if e.kind != "not_running":
+                    self._count_error()
                 continue
             except MmcliFormatError as e:
                 problems.append(f"mmcli -m {index} -J returned malformed output: {e}")
@@ -199,8 +217,12 @@ class ModemCollector(Collector):
     def _sim(self, status: ModemStatus, problems: list[str]) -> SimStatus | None:
         if status.sim_path is None:
             return None
+        if status.sim_path in self._sims:
+            return self._sims[status.sim_path]
         try:
-            return parse_sim(self._mmcli("-i", status.sim_path.rsplit("/", 1)[-1], "-J"))
+            sim = parse_sim(self._mmcli("-i", status.sim_path.rsplit("/", 1)[-1], "-J"))
+            self._sims[status.sim_path] = sim
+            return sim
         except (MmcliError, MmcliFormatError) as e:
             if not isinstance(e, MmcliError) or e.kind != "gone":
                 problems.append(f"SIM of modem {status.index}: {e}")
@@ -208,15 +230,15 @@ class ModemCollector(Collector):
 
     # --- matching and samples ----------------------------------------------------------------
 
-    def _entries(self, mm: list[tuple[ModemStatus, SignalReport | None, SimStatus | None]]) -> list[_Entry]:
+    def _entries(self, mm: list[tuple[ModemStatus, SignalReport | None, SimStatus | None]],
+                 udev: list[Modem]) -> list[Entry]:
         registry = self.device_registry()
-        udev = list(registry.modems())
         by_path = {m.usb_path: m for m in udev}
         by_if = {i: m for m in udev for i in m.interfaces}
-        entries: dict[str, _Entry] = {}
+        entries: dict[str, Entry] = {}
         matched: set[str] = set()
         for status, sig, sim in mm:
-            reg = by_path.get(_devpath(status.device) or "") or next(
+            reg = by_path.get(devpath(status.device) or "") or next(
                 (by_if[n] for n in status.net_ports if n in by_if), None)
             if status.equipment_id:
                 key = modem_key(f"imei:{status.equipment_id}")  # the key discovery derives too
@@ -229,90 +251,42 @@ class ModemCollector(Collector):
             if reg is not None:
                 matched.add(reg.usb_path)
             ifaces = list(dict.fromkeys([*status.net_ports, *(reg.interfaces if reg else ())]))
-            entries[key] = _Entry(key, reg, status, sig, sim, ifaces)
+            entries[key] = Entry(key, reg, status, sig, sim, ifaces)
         for reg in udev:
             if reg.usb_path not in matched and reg.key not in entries:
-                entries[reg.key] = _Entry(reg.key, reg, interfaces=list(reg.interfaces))
+                entries[reg.key] = Entry(reg.key, reg, interfaces=list(reg.interfaces))
         return [entries[k] for k in sorted(entries)]
 
-    def _samples(self, e: _Entry) -> list[Sample]:
-        m, u = e.mm, e.udev
-        base = {"modem": e.key}
-        info = dict(base)
-        info.update({
-            "manufacturer": (m.manufacturer if m else None) or (u.manufacturer if u else None),
-            "model": (m.model if m else None) or (u.model if u else None),
-            "firmware": m.revision if m else None,
-            "interface": e.interfaces[0] if e.interfaces else None,
-            "operator": m.operator_name if m else None,
-            "access_tech": ",".join(m.access_techs) if m and m.access_techs else None,
-        })
-        if self.cfg.expose_identifiers and m and m.equipment_id:
-            info["imei"] = m.equipment_id
-        out = [sample("belabox_modem_info", 1, info)]
-        if m is not None:
-            if m.state in MODEM_STATES:
-                out.append(sample("belabox_modem_state", MODEM_STATES[m.state], base))
-            if m.signal_quality is not None:
-                out.append(sample("belabox_modem_signal_quality_percent", m.signal_quality, base))
-            if m.registration in REGISTRATION_STATES:
-                out.append(sample("belabox_modem_registration_state", REGISTRATION_STATES[m.registration],
-                                  {**base, "state": m.registration}))
-            out.extend(self._sim_samples(e, base))
-        if e.signal is not None:
-            for tech, values in sorted(e.signal.values.items()):
-                for key, value in sorted(values.items()):
-                    out.append(sample(SIGNAL_METRICS[key], value, {**base, "access_tech": tech}))
-        for ifname in e.interfaces:
-            out.extend(self._bytes(ifname, base))
-        return out
-
-    def _sim_samples(self, e: _Entry, base: dict[str, str]) -> list[Sample]:
-        m = e.mm
-        assert m is not None
-        out = []
-        present: float | None = None
-        if m.sim_path is None and m.state not in (None, "unknown", "initializing"):
-            present = 0
-        elif e.sim is not None:
-            present = 1
-        if present is not None:
-            labels = dict(base)
-            if present and self.cfg.expose_identifiers and e.sim and e.sim.iccid:
-                labels["iccid"] = e.sim.iccid
-            out.append(sample("belabox_modem_sim_present", present, labels))
-        locked = sim_locked(m)
-        if locked is not None and present != 0:
-            out.append(sample("belabox_modem_sim_locked", 1 if locked else 0, base))
-        return out
-
-    def _bytes(self, ifname: str, base: dict[str, str]) -> list[Sample]:
-        if not _safe_ifname(ifname):
-            return []
-        out = []
-        stats = os.path.join(self.ctx.sysfs, "class", "net", ifname, "statistics")
-        for direction, metric in (("rx", "belabox_modem_receive_bytes_total"),
-                                  ("tx", "belabox_modem_transmit_bytes_total")):
-            try:
-                with open(os.path.join(stats, f"{direction}_bytes"), encoding="ascii") as fh:
-                    value = int(fh.read().strip())
-            except (OSError, ValueError):
-                continue  # interface gone or counter unreadable: omitted, never 0
-            out.append(sample(metric, value, {**base, "interface": ifname}))
-        return out
-
     # --- the cycle ----------------------------------------------------------------------------
+
+    def _on_device_change(self, change: DeviceChange) -> None:
+        if change.kind == "modem" and change.action in ("add", "remove"):
+            self.schedule.devices_changed()
+
+    def close(self) -> None:
+        if self._unsubscribe is not None:
+            self._unsubscribe()
+            self._unsubscribe = None
+        super().close()
 
     def collect(self) -> list[Sample]:
         self._timed_out = False
         problems: list[str] = []
+        registry = self.device_registry()
+        if self._unsubscribe is None and hasattr(registry, "subscribe"):
+            self._unsubscribe = registry.subscribe(self._on_device_change)
+        udev = list(registry.modems())  # first: a sysfs rescan here reports its changes before listing
         mm = self._query(problems)
-        entries = self._entries(mm)
+        entries = self._entries(mm, udev)
         kept: list[Sample] = []
+        if self.schedule.state in (PRESENT, ABSENT):
+            # Whether radio metrics can come at all: one series, so a dashboard or `diagnose`
+            # says it once rather than per modem.
+            kept.append(sample("belabox_modemmanager_up", 1 if self.schedule.state == PRESENT else 0, {}))
         dropped = {"max_modems": 0, "max_series": 0}
         budget = self.ctx.config.limits.max_series
         for i, entry in enumerate(entries):
-            series = self._samples(entry)
+            series = entry_samples(entry, self.cfg, self.ctx.sysfs)
             if i >= self.cfg.max_modems:
                 dropped["max_modems"] += len(series)
                 continue

@@ -1,0 +1,106 @@
+"""Batches wait in memory: what the server acknowledges in time never reaches the disk, what it
+does not is written after commit_interval with its progress, and ids stay the same throughout."""
+
+from __future__ import annotations
+
+import sqlite3
+
+from belabox_metrics.config import StorageConfig
+from belabox_metrics.spool.store import Spool
+from tests.unit.test_store import Clock, small_batch
+
+CFG = StorageConfig(commit_interval=120.0)
+
+
+def _rows(db) -> list[tuple[int, int, int]]:
+    conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
+    try:
+        return conn.execute("SELECT id, n, done FROM batches ORDER BY id").fetchall()
+    except sqlite3.OperationalError:  # the agent's exclusive lock: read after close
+        return []
+    finally:
+        conn.close()
+
+
+def test_acknowledged_in_memory_never_written(tmp_path):
+    db = tmp_path / "metrics.db"
+    clock = Clock()
+    sp = Spool.open(str(db), CFG, clock=clock)
+    for i in range(5):
+        sp.append(small_batch(i))
+    taken = sp.take_newest(1000)
+    assert sorted(s.batch_id for s in taken) == [1, 2, 3, 4, 5]
+    assert all(x.ts_ms == s.wall_ms for s in taken for x in s.samples)  # resolved, as rows are
+    assert sp.stats().pending_samples == 50
+    sp.ack(taken)
+    assert sp.stats().pending_samples == 0 and sp.stats().buffered_batches == 0
+    assert sp.maybe_commit(clock.t + 1000) == 0 and sp.flush() == 0
+    sp.close()
+    assert _rows(db) == []
+
+
+def test_unacknowledged_batches_are_written_after_the_interval_with_their_progress(tmp_path):
+    db = tmp_path / "metrics.db"
+    clock = Clock()
+    sp = Spool.open(str(db), CFG, clock=clock)
+    sp.append(small_batch(0))
+    sp.append(small_batch(1))
+    first = sp.take_oldest(4)  # 4 samples of batch 1: an upload cut by batch_size
+    assert [(s.batch_id, s.start, s.end) for s in first] == [(1, 0, 4)]
+    sp.ack(first)
+    assert sp.maybe_commit(clock.t + 119.0) == 0
+    assert sp.maybe_commit(clock.t + 120.0) == 2
+    assert sp.last_committed_wall_ms == [small_batch(0).wall_ms, small_batch(1).wall_ms]
+    rest = sp.take_oldest(100)
+    assert [(s.batch_id, s.start, s.end) for s in rest] == [(1, 4, 10), (2, 0, 10)]
+    assert [s.samples[0].value for s in rest] == [4, 1000]
+    assert sp.stats().pending_samples == 16
+    sp.close()
+    assert _rows(db) == [(1, 10, 4), (2, 10, 0)]
+
+
+def test_an_upload_in_flight_across_a_commit_acknowledges_the_written_row(tmp_path):
+    db = tmp_path / "metrics.db"
+    clock = Clock()
+    sp = Spool.open(str(db), CFG, clock=clock)
+    sp.append(small_batch(0))
+    in_flight = sp.take_newest(100)
+    assert sp.flush() == 1  # written while the request was out
+    sp.ack(in_flight)  # the same id: the row goes
+    assert sp.stats().pending_samples == 0
+    sp.close()
+    assert _rows(db) == []
+
+
+def test_held_and_written_batches_read_in_collection_order(tmp_path):
+    clock = Clock()
+    sp = Spool.open(str(tmp_path / "metrics.db"), CFG, clock=clock)
+    sp.append(small_batch(0))
+    sp.flush()
+    sp.append(small_batch(1))
+    assert [s.batch_id for s in sp.take_oldest(100)] == [1, 2]
+    assert [s.batch_id for s in sp.take_newest(100)] == [2, 1]
+    assert [s.batch_id for s in sp.take_newest(100, newer_than_ms=small_batch(0).wall_ms)] == [2]
+    assert [s.batch_id for s in sp.take_oldest(100, exclude_ids={2})] == [1]
+    st = sp.stats()
+    assert (st.pending_batches, st.buffered_batches, st.oldest_wall_ms, st.newest_wall_ms) == (
+        2, 1, small_batch(0).wall_ms, small_batch(1).wall_ms)
+    sp.close()
+
+
+def test_parking_a_held_batch_writes_it_first_and_drops_are_counted(tmp_path):
+    db = tmp_path / "metrics.db"
+    clock = Clock()
+    sp = Spool.open(str(db), CFG, clock=clock)
+    sp.append(small_batch(0, synced=False))
+    sp.append(small_batch(1))
+    sp.park([1], "untrusted_clock")
+    assert sp.stats().parked_samples == 10
+    sp.drop(sp.take_oldest(100), "rejected_400")  # batch 2, still held
+    assert sp.stats().dropped == {"rejected_400": 10}
+    assert sp.stats().pending_samples == 0
+    sp.close()
+    assert _rows(db) == [(1, 10, 0)]
+    sp = Spool.open(str(db), CFG)
+    assert sp.stats().dropped == {"rejected_400": 10}  # kept across restarts
+    sp.close()
