@@ -80,6 +80,7 @@ class Agent:
         self._stall_requested = False
         self._ticks = 0
         self._next_status = 0.0
+        self.history = None  # agent/history.py, once the spool is open
         self.restart_needed: list[str] = []  # settings changed by reloads that wait for a restart
 
     # --- start-up ---------------------------------------------------------------------
@@ -104,9 +105,21 @@ class Agent:
             log.warning("storage: %s", self.spool.open_report.message)
         self.timekeeper = timekeeping.Timekeeper(self.cfg, procfs=self.roots.procfs,
                                                  selfmetrics=self.selfmetrics)
+        self._start_history()
         reconfigure.build(self)
+        if self.server is not None:
+            self.server.history = self.history.answer
         self._report_storage()
         self._start_clock_thread()
+
+    def _start_history(self) -> None:
+        from belabox_metrics import __version__
+        from belabox_metrics.agent.history import AgentHistory
+        # A callable: a reload's new retention applies at the next write.
+        self.history = AgentHistory(self.spool, lambda: self.cfg.storage.history_retention, self.device_id,
+                                    monotonic=self.monotonic)
+        wall_ms, boot_id, _, _ = self.timekeeper.stamp()
+        self.history.record_start(wall_ms, boot_id, __version__)
 
     def start_uploader(self) -> None:
         reconfigure.start_uploader(self)
@@ -134,13 +147,18 @@ class Agent:
         samples = self.runner.run_due(now)
         if samples:
             wall_ms, boot_id, boottime_ns, synced = self.timekeeper.stamp()
-            self.spool.append(Batch(tuple(samples), wall_ms, boot_id, boottime_ns, synced))
+            batch = Batch(tuple(samples), wall_ms, boot_id, boottime_ns, synced)
+            self.spool.append(batch)
+            if self.history is not None:
+                self.history.feed(batch)
         try:
             committed = self.spool.maybe_commit(now)
             if committed:
                 # What reached the disk (acknowledged batches never do). The crash tests read this line.
                 log.debug("committed batches wall_ms=%s", ",".join(map(str, self.spool.last_committed_wall_ms)))
             self.spool.maintain(now)
+            if self.history is not None:
+                self.history.maybe_persist(now)
             self._commit_error = None
         except Exception as e:  # a full or failing disk must show in health, not kill collection
             self._commit_error = str(e)
@@ -263,6 +281,9 @@ class Agent:
                 log.debug("committed batches wall_ms=%s", ",".join(map(str, self.spool.last_committed_wall_ms)))
         except Exception as e:
             log.error("spool flush at shutdown failed: %s", e)
+        if self.history is not None:
+            self.history.persist()
+            self.history.record_stop(self.timekeeper.stamp()[0])
         if self.uploader is not None:
             self.uploader.stop(timeout=SHUTDOWN_UPLOAD_BUDGET, final_upload=True)
         self.close()

@@ -27,6 +27,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "queue": ("queue", "inspect, export, drain or compact the local spool"),
     "provision-import": ("provision", "import the boot partition's belabox-metrics.yaml (token and settings); "
                                       "run at every boot"),
+    "history": ("history", "what happened: the key signals and events of the last hours on one screen"),
 }
 
 

@@ -432,6 +432,10 @@ class _Handler(BaseHTTPRequestHandler):
                 self._reply(500, b"cannot render metrics\n", "text/plain; charset=utf-8")
                 return
             self._reply(200, text.encode("utf-8"), "text/plain; version=0.0.4; charset=utf-8")
+        elif path == "/history":  # field history, answered by the agent (agent/history.py)
+            answer = getattr(server, "history", None)
+            code, body = answer(urlsplit(self.path).query) if answer else (503, b'{"error": "no history yet"}')
+            self._reply(code, body, "application/json")
         else:
             self._reply(404, b"not found\n", "text/plain; charset=utf-8")
 

@@ -12,6 +12,7 @@ from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass
 
 from belabox_metrics.samples import Batch
+from belabox_metrics.spool import history as store_history
 from belabox_metrics.spool.codec import CodecError, Dictionary, encode, make_dictionary, series_json
 from belabox_metrics.spool.reader import read_dictionary
 from belabox_metrics.spool.schema import DICT_TABLES, PAGE_SIZE, Budget
@@ -234,7 +235,10 @@ class RowWriter:
         """Delete the oldest batches (parked ones included) until ``pages`` are free; False when
         there was nothing to delete."""
         def fn(c):
-            freed, victims = 0, []
+            # History goes first: it never displaces a pending batch (spool/history.py).
+            freed, victims = store_history.free_space(c, pages, pages_for), []
+            if freed >= pages:
+                return victims, freed
             for bid, n, done, parked, length in c.execute(
                     "SELECT id, n, done, parked, length(data) FROM batches ORDER BY id"):
                 victims.append(Change(bid, n, length, bool(parked), done, n))
@@ -244,12 +248,12 @@ class RowWriter:
             if victims:
                 self._delete(c, [v.id for v in victims])
                 self.count_drops({reason: sum(v.n - v.old_done for v in victims)})
-            return victims
-        victims = self.transaction(fn)
+            return victims, freed
+        victims, freed = self.transaction(fn)
         changes.extend(victims)
         if victims:
             drops[reason] = drops.get(reason, 0) + sum(v.n - v.old_done for v in victims)
-        return bool(victims)
+        return bool(victims) or freed > 0
 
     # --- progress, parking --------------------------------------------------------------
 
@@ -289,33 +293,6 @@ class RowWriter:
             return out
         return self.transaction(fn)
 
-    def set_parked(self, ids: Collection[int], parked: bool, reason: str = "", since_ms: int = 0
-                   ) -> list[tuple[int, int, int, int]]:
-        """Park or unpark; returns (id, n, done, length) of the rows that changed state."""
-        def fn(c):
-            moved = []
-            for i in ids:
-                r = c.execute("SELECT n, done, length(data) FROM batches WHERE id = ? AND parked = ?",
-                              (i, int(not parked))).fetchone()
-                if r:
-                    moved.append((i, *r))
-            c.executemany("UPDATE batches SET parked = ? WHERE id = ?", [(int(parked), m[0]) for m in moved])
-            if parked:
-                c.executemany("INSERT OR REPLACE INTO parked VALUES (?, ?, ?)",
-                              [(m[0], reason, since_ms) for m in moved])
-            else:
-                c.executemany("DELETE FROM parked WHERE batch_id = ?", [(m[0],) for m in moved])
-            return moved
-        return self.transaction(fn)
-
-    def expired_parked(self, now_ms: int, max_age_ms: int) -> list[int]:
-        def fn(c):
-            # Parked under a clock that ran ahead: start their age now rather than never.
-            c.execute("UPDATE parked SET since_ms = ? WHERE since_ms > ?", (now_ms, now_ms))
-            return [r[0] for r in c.execute("SELECT batch_id FROM parked WHERE since_ms <= ?",
-                                            (now_ms - max_age_ms,))]
-        return self.transaction(fn)
-
     def count_drops(self, drops: dict[str, int]) -> None:
         """Inside a transaction: add to the persistent per-reason counters."""
         self.conn.executemany(
@@ -327,26 +304,6 @@ class RowWriter:
         c.executemany("DELETE FROM parked WHERE batch_id = ?", [(i,) for i in ids])
 
     # --- housekeeping ---------------------------------------------------------------------
-
-    def enforce_cap(self) -> dict[str, int]:
-        """Set the hard page limit; a file already past it (the cap was lowered) loses its oldest
-        batches and is vacuumed down first. Returns drop counts."""
-        c = self.conn
-        drops: dict[str, int] = {}
-        if c.execute("PRAGMA page_count").fetchone()[0] > self.budget.max_pages:
-            target = int(self.budget.max_pages * 0.9)
-            while True:  # pages_for() is an estimate: measure again until the live pages fit
-                used = self.budget.max_pages - self.free_pages()
-                if used <= target or not self._make_room(used - target, "size_cap", [], drops):
-                    break
-            self.gc()
-            c.execute("VACUUM")
-            c.execute("PRAGMA wal_checkpoint(TRUNCATE)")  # the rewrite went through the WAL
-        # Hard stop at the cap: an insert past it fails with SQLITE_FULL and the oldest batches go
-        # (the free-page check before each insert usually gets there first). SQLite silently clamps
-        # it to the current size, hence the shrinking above.
-        c.execute(f"PRAGMA max_page_count = {self.budget.max_pages}")
-        return drops
 
     def gc(self) -> None:
         """Forget dictionaries and boot ids no row refers to any more (a scan of the small columns)."""

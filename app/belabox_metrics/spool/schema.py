@@ -43,10 +43,20 @@ SCHEMA_V2 = (
     "INSERT INTO dict_copies SELECT id, data FROM dicts",
 )
 
+# Field history (spool/history.py): key-signal points of acknowledged batches, one compressed
+# row per ~10 min, and the agent's start/stop marks.
+SCHEMA_V3 = (
+    "CREATE TABLE IF NOT EXISTS history (id INTEGER PRIMARY KEY, start_ms INTEGER NOT NULL, end_ms INTEGER NOT NULL, "
+    "data BLOB NOT NULL)",
+    "CREATE TABLE IF NOT EXISTS history_marks (id INTEGER PRIMARY KEY, time_ms INTEGER NOT NULL, kind TEXT NOT NULL, "
+    "text TEXT NOT NULL)",
+)
+
 # (version, statements): append only; each runs in its own transaction at open.
 MIGRATIONS: tuple[tuple[int, tuple[str, ...]], ...] = (
     (1, SCHEMA_V1),
     (2, SCHEMA_V2),
+    (3, SCHEMA_V3),
 )
 DICT_TABLES = ("dicts", "dict_copies")
 SCHEMA_VERSION = MIGRATIONS[-1][0]

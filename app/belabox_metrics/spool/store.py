@@ -12,6 +12,7 @@ The agent holds the file exclusively while it runs (see store_schema.configure).
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import sqlite3
@@ -24,6 +25,7 @@ from urllib.parse import quote
 from belabox_metrics.config import StorageConfig
 from belabox_metrics.health.selfmetrics import SelfMetrics
 from belabox_metrics.samples import Batch
+from belabox_metrics.spool import upkeep
 from belabox_metrics.spool.held import EST_BYTES_PER_SAMPLE, Entry, Held
 from belabox_metrics.spool.reader import RowReader, Slice
 from belabox_metrics.spool.rows import Change, RowWriter
@@ -117,7 +119,7 @@ class Spool:
             self._budget = budget
             self._writer.budget = budget
             configure(self._conn, budget)
-            shrunk = self._writer.enforce_cap()  # records its drops in the table itself
+            shrunk = upkeep.enforce_cap(self._writer)  # records its drops in the table itself
             if any(shrunk.values()):
                 totals, self._totals = self._totals, Totals()
                 try:
@@ -157,7 +159,7 @@ class Spool:
             conn = cls._prepare(path, budget)
         spool = cls(conn, path, cfg, budget, selfmetrics, clock)
         with spool._db:
-            shrunk = spool._writer.enforce_cap()
+            shrunk = upkeep.enforce_cap(spool._writer)
         spool._load()
         spool._count(shrunk, persist=False, totals=False)  # _load read them from the table
         if quarantined is None:
@@ -428,14 +430,14 @@ class Spool:
         if held:
             self._commit(held, self._clock())
         with self._db:
-            moved = self._writer.set_parked(list(batch_ids), True, reason, since)
+            moved = upkeep.set_parked(self._writer, list(batch_ids), True, reason, since)
         self._totals.move(moved, to_parked=True)
         self._refresh_ends()
         self._refresh_parked()
 
     def unpark(self, batch_ids: Collection[int]) -> None:
         with self._db:
-            moved = self._writer.set_parked(list(batch_ids), False)
+            moved = upkeep.set_parked(self._writer, list(batch_ids), False)
         self._totals.move(moved, to_parked=False)
         self._refresh_ends()
         self._refresh_parked()
@@ -448,12 +450,20 @@ class Spool:
     def expire_parked(self, now_wall_ms: int, max_age_s: float) -> int:
         """Drop (reason ``untrusted_clock``) batches parked longer than max_age_s; returns samples."""
         with self._db:
-            ids = self._writer.expired_parked(now_wall_ms, int(max_age_s * 1000))
+            ids = upkeep.expired_parked(self._writer, now_wall_ms, int(max_age_s * 1000))
             changes = self._writer.delete_rows(ids, "untrusted_clock") if ids else []
         self._after(changes)
         n = sum(c.new_done - c.old_done for c in changes)
         self._count({"untrusted_clock": n}, persist=False)
         return n
+
+    # --- field history (spool/history.py owns the tables) -------------------------------
+
+    @contextlib.contextmanager
+    def history_db(self) -> Iterator[sqlite3.Connection]:
+        """The connection under the spool's lock, for spool/history.py's reads and writes."""
+        with self._db:
+            yield self._conn
 
     # --- upkeep ---------------------------------------------------------------------------
 

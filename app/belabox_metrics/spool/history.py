@@ -1,0 +1,294 @@
+"""Field history kept by the spool: key-signal points for ``storage.history_retention`` (24 h)
+and the agent's start/stop marks, plus the in-memory ring of every series of the last hour.
+
+Why separate from the batches: acknowledged batches are deleted at once (the spool is a queue),
+but "What happened?" needs the key signals of the last day after they were uploaded. So the
+agent gathers the key-signal points of every batch it collects (:class:`ChunkBuilder`) and
+writes them as ONE compressed row every ``CHUNK_INTERVAL`` and at a clean stop: a few large
+writes, not one per batch (flash wear). A power cut loses at most the last ``CHUNK_INTERVAL``
+of history points; those that were not uploaded yet are still in the spool's pending batches,
+which the reader uses to fill the hole.
+
+Space: the history rows live in the same file, inside ``storage.max_size_mb``. When a batch
+needs room, history rows go first, oldest first (``free_space``, called by the row writer), so
+history never displaces anything pending. A history write that finds the file full only ever
+deletes older history.
+
+Chunk format (zlib'd JSON): ``{"v": 1, "boots": [boot_id], "b": [[wall_ms, boottime_ns,
+synced, boot_index]], "s": [[name, label, value, ...]], "p": [[value or null per batch]]}``:
+every batch's stamps (clock steps and unverified periods come from them) and the kept series'
+values aligned with the batches.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sqlite3
+import threading
+import zlib
+from collections import deque
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from belabox_metrics.samples import Batch, Labels
+from belabox_metrics.spool.codec import CodecError, Decoder, Dictionary, encode, make_dictionary, series_json
+from belabox_metrics.timeline.signals import is_key_series
+
+log = logging.getLogger(__name__)
+
+CHUNK_INTERVAL = 600.0  # seconds between history writes (and the most a power cut loses)
+CHUNK_MAX_BATCHES = 5000  # a very short collection interval still writes bounded rows
+RING_SPAN_S = 3600.0  # every series of the last hour stays in memory
+RING_MAX_BYTES = 4 << 20  # ... within this many compressed bytes (1 s interval: ~3.6 MB)
+_LEVEL = 9
+FORMAT = 1
+
+# Counters whose increases become events on the timeline.
+KERNEL_EVENTS = "belabox_kernel_events_total"
+UPLOAD_FAILURES = "metrics_collector_upload_failures_total"
+EVENT_METRICS = (KERNEL_EVENTS, UPLOAD_FAILURES)
+
+Series = tuple[str, Labels]
+
+
+class Keeper:
+    """Which series are kept as history (key signals and event counters), cached per series."""
+
+    def __init__(self) -> None:
+        self._cache: dict[Series, bool] = {}
+
+    def __call__(self, name: str, labels: Labels) -> bool:
+        key = (name, labels)
+        hit = self._cache.get(key)
+        if hit is None:
+            hit = self._cache[key] = name in EVENT_METRICS or is_key_series(name, dict(labels))
+            if len(self._cache) > 20_000:  # a label explosion must not grow this forever
+                self._cache.clear()
+        return hit
+
+
+@dataclass(frozen=True)
+class Stamp:
+    wall_ms: int
+    boottime_ns: int
+    synced: bool
+    boot_id: str
+
+
+# --- chunks: the persisted key-signal points -------------------------------------------------
+
+
+class ChunkBuilder:
+    """Key-signal points gathered since the last history write (the agent's loop thread only)."""
+
+    def __init__(self, keep: Keeper | None = None) -> None:
+        self.keep = keep or Keeper()
+        self.reset()
+
+    def reset(self) -> None:
+        self.stamps: list[tuple[int, int, int, int]] = []
+        self.boots: dict[str, int] = {}
+        self.index: dict[Series, int] = {}
+        self.values: list[list] = []
+
+    def __len__(self) -> int:
+        return len(self.stamps)
+
+    def add(self, b: Batch) -> None:
+        i = len(self.stamps)
+        boot = self.boots.setdefault(b.boot_id, len(self.boots))
+        self.stamps.append((b.wall_ms, b.boottime_ns, int(b.clock_synced), boot))
+        for s in b.samples:
+            if not self.keep(s.name, s.labels):
+                continue
+            k = self.index.get((s.name, s.labels))
+            if k is None:
+                k = self.index[(s.name, s.labels)] = len(self.values)
+                self.values.append([])
+            col = self.values[k]
+            if len(col) < i:
+                col.extend([None] * (i - len(col)))
+            if len(col) == i:
+                col.append(s.value)
+
+    def encode(self) -> tuple[int, int, bytes]:
+        """(start_ms, end_ms, blob) of what was gathered."""
+        n = len(self.stamps)
+        for col in self.values:
+            col.extend([None] * (n - len(col)))
+        doc = {"v": FORMAT, "boots": list(self.boots), "b": self.stamps,
+               "s": [[name, *[x for kv in labels for x in kv]] for name, labels in self.index],
+               "p": self.values}
+        walls = [s[0] for s in self.stamps]
+        raw = json.dumps(doc, separators=(",", ":")).encode()
+        return min(walls), max(walls), zlib.compress(raw, _LEVEL)
+
+
+@dataclass
+class Chunk:
+    stamps: list[Stamp]
+    series: list[Series]
+    values: list[list]
+
+
+def decode_chunk(blob: bytes) -> Chunk:
+    try:
+        doc = json.loads(zlib.decompress(blob))
+        if doc.get("v") != FORMAT:
+            raise CodecError(f"unknown history format {doc.get('v')!r}")
+        boots = doc["boots"]
+        stamps = [Stamp(w, t, bool(s), boots[i]) for w, t, s, i in doc["b"]]
+        series = [(e[0], tuple(zip(e[1::2], e[2::2], strict=True))) for e in doc["s"]]
+        values = doc["p"]
+        if len(values) != len(series) or any(len(v) != len(stamps) for v in values):
+            raise CodecError("history chunk: columns do not match")
+        return Chunk(stamps, series, values)
+    except CodecError:
+        raise
+    except (zlib.error, ValueError, KeyError, TypeError, IndexError) as e:
+        raise CodecError(f"damaged history chunk: {e}") from None
+
+
+# --- the tables (callers hold the spool's connection lock) -------------------------------------
+
+
+def _is_full(e: sqlite3.Error) -> bool:
+    code = getattr(e, "sqlite_errorcode", None)
+    return (code & 0xFF) == 13 if code is not None else "full" in str(e)
+
+
+def _txn(conn: sqlite3.Connection, fn):
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        out = fn()
+        conn.execute("COMMIT")
+        return out
+    except BaseException:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        raise
+
+
+def write_chunk(conn: sqlite3.Connection, start_ms: int, end_ms: int, blob: bytes, keep_from_ms: int) -> bool:
+    """Store one chunk, forgetting history older than keep_from_ms. When the file is full,
+    older history makes room; pending batches never do. False when it could not be stored."""
+    def store():
+        conn.execute("DELETE FROM history WHERE end_ms < ?", (keep_from_ms,))
+        conn.execute("DELETE FROM history_marks WHERE time_ms < ?", (keep_from_ms,))
+        conn.execute("INSERT INTO history (start_ms, end_ms, data) VALUES (?, ?, ?)", (start_ms, end_ms, blob))
+    while True:
+        try:
+            _txn(conn, store)
+            return True
+        except sqlite3.OperationalError as e:
+            if not _is_full(e):
+                raise
+        oldest = conn.execute("SELECT min(id) FROM history").fetchone()[0]
+        if oldest is None:
+            log.warning("history: the spool is full of pending batches; %d bytes of history not stored", len(blob))
+            return False
+        _txn(conn, lambda oldest=oldest: conn.execute("DELETE FROM history WHERE id = ?", (oldest,)))
+
+
+def free_space(conn: sqlite3.Connection, pages: int, pages_for) -> int:
+    """Inside the caller's transaction: delete the oldest history rows until about ``pages``
+    are free; returns the pages freed. History goes before any pending batch."""
+    freed, victims = 0, []
+    try:
+        for hid, length in conn.execute("SELECT id, length(data) FROM history ORDER BY id"):
+            victims.append(hid)
+            freed += pages_for(length)
+            if freed >= pages:
+                break
+    except sqlite3.OperationalError:  # a spool from before schema 3 has no history
+        return 0
+    if victims:
+        conn.executemany("DELETE FROM history WHERE id = ?", [(i,) for i in victims])
+        log.info("history: %d rows deleted to make room for pending batches", len(victims))
+    return freed
+
+
+def add_mark(conn: sqlite3.Connection, time_ms: int, kind: str, text: str) -> None:
+    _txn(conn, lambda: conn.execute("INSERT INTO history_marks (time_ms, kind, text) VALUES (?, ?, ?)",
+                                    (time_ms, kind, text)))
+
+
+def last_mark(conn: sqlite3.Connection) -> tuple[int, str, str] | None:
+    return conn.execute("SELECT time_ms, kind, text FROM history_marks ORDER BY id DESC LIMIT 1").fetchone()
+
+
+def read_chunks(conn: sqlite3.Connection, since_ms: int, until_ms: int) -> list[tuple[int, int, bytes]]:
+    try:
+        return conn.execute("SELECT start_ms, end_ms, data FROM history WHERE end_ms >= ? AND start_ms < ? "
+                            "ORDER BY id", (since_ms, until_ms)).fetchall()
+    except sqlite3.OperationalError as e:
+        if "no such table" in str(e):
+            return []  # a spool from before schema 3, opened read-only
+        raise
+
+
+def read_marks(conn: sqlite3.Connection, since_ms: int, until_ms: int) -> list[tuple[int, str, str]]:
+    try:
+        return conn.execute("SELECT time_ms, kind, text FROM history_marks WHERE time_ms >= ? AND time_ms < ? "
+                            "ORDER BY time_ms", (since_ms, until_ms)).fetchall()
+    except sqlite3.OperationalError as e:
+        if "no such table" in str(e):
+            return []
+        raise
+
+
+# --- the ring: every series of the last hour, in memory ---------------------------------------
+
+
+@dataclass(frozen=True)
+class RingEntry:
+    stamp: Stamp
+    blob: bytes
+    zdict: Dictionary
+
+
+class Ring:
+    """The batches of the last RING_SPAN_S, compressed like spool rows, within RING_MAX_BYTES.
+    Fed by the loop thread, read by the HTTP thread."""
+
+    def __init__(self, span_s: float = RING_SPAN_S, max_bytes: int = RING_MAX_BYTES) -> None:
+        self.span_ms = int(span_s * 1000)
+        self.max_bytes = max_bytes
+        self._lock = threading.Lock()
+        self._entries: deque[RingEntry] = deque()
+        self._zdict: Dictionary | None = None
+        self._dict_age = 0
+        self.bytes = 0
+
+    def add(self, b: Batch) -> None:
+        ser = series_json(b.samples)
+        self._dict_age += 1
+        # A new dictionary when the series changed (a modem came), at most every 100 batches.
+        if self._zdict is None or (ser != self._zdict.series and self._dict_age >= 100):
+            self._zdict, self._dict_age = make_dictionary(b.samples, ser), 0
+        blob = encode(b.samples, b.wall_ms, ser, self._zdict)
+        with self._lock:
+            self._entries.append(RingEntry(Stamp(b.wall_ms, b.boottime_ns, b.clock_synced, b.boot_id),
+                                           blob, self._zdict))
+            self.bytes += len(blob)
+            while self._entries and (self.bytes > self.max_bytes
+                                     or self._entries[0].stamp.wall_ms < b.wall_ms - self.span_ms):
+                self.bytes -= len(self._entries.popleft().blob)
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def snapshot(self) -> list[RingEntry]:
+        with self._lock:
+            return list(self._entries)
+
+
+def decode_ring(entries: Iterable[RingEntry]):
+    """(stamp, samples) of each entry; an entry that cannot be decoded is skipped."""
+    dec = Decoder()
+    for e in entries:
+        try:
+            yield e.stamp, dec.decode(e.blob, e.stamp.wall_ms, e.zdict)
+        except CodecError as err:  # cannot happen short of a bug; one bad entry must not hide the rest
+            log.warning("history: ring entry at %d unreadable: %s", e.stamp.wall_ms, err)
