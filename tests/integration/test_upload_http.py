@@ -134,7 +134,8 @@ def test_413_over_a_size_is_bisected_and_everything_arrives(server, envs):
 @pytest.mark.parametrize("status", [401, 403])
 def test_401_403_are_final_mark_health_error_and_keep_the_data(server, envs, status):
     server.respond = lambda req: Reply(status, body="no")
-    env = envs(make_config(server.url()))
+    skew = [0.0]
+    env = envs(make_config(server.url()), clock=lambda: time.monotonic() + skew[0])
     fill(env.spool, batches=3, series=10)
     res = env.uploader.cycle()
     assert not res.ok and res.status == status
@@ -142,9 +143,14 @@ def test_401_403_are_final_mark_health_error_and_keep_the_data(server, envs, sta
     assert env.pending() == 30 and not res.dropped
     assert env.failures(f"http_{status}") == 1
     h = env.uploader_health()
-    assert h.status == health.ERROR and "rejected the auth token" in h.message
+    assert h.status == health.ERROR and h.message == f"server refused the token ({status})"
     assert env.health.overall() == health.ERROR
+    # a refused token backs off (one interval, doubling): the next cycle sends nothing
+    again = env.uploader.cycle()
+    assert again.stopped and 9 <= again.deferred_s <= 10 and len(server.requests) == 1
+    assert env.uploader_health().status == health.ERROR
     # the next cycle that gets through clears it
+    skew[0] = 11.0
     server.respond = lambda req: Reply(204)
     assert env.uploader.cycle().ok and env.pending() == 0
     assert env.uploader_health().status == health.OK
@@ -501,3 +507,45 @@ def test_url_credentials_and_query_never_reach_logs_or_health(envs, caplog):
     everything = caplog.text + json.dumps(env.health.report()) + str(res)
     assert "127.0.0.1" in everything
     assert "PWSECRET" not in everything and "QSECRET" not in everything
+
+
+def test_retry_after_holds_across_cycles(server, envs):
+    server.respond = script(Reply(429, {"Retry-After": "1"}))
+    env = envs(make_config(server.url(), retry={"max_attempts": 1, "jitter_percent": 0}))
+    fill(env.spool, batches=1, series=3)
+    assert not env.uploader.cycle().ok and len(server.requests) == 1
+    again = env.uploader.cycle()  # the next cycle, at once: the server's wait still holds
+    assert again.stopped and 0.5 < again.deferred_s <= 1.0 and len(server.requests) == 1
+    time.sleep(again.deferred_s + 0.05)
+    assert env.uploader.cycle().ok and len(server.requests) == 2
+    gap = server.requests[1].received_mono - server.requests[0].received_mono
+    assert gap >= 1.0, gap
+
+
+def test_a_failure_never_sets_the_last_success_and_health_names_it(envs, caplog):
+    from tests.support.vm import free_port
+    port = free_port()
+    env = envs(make_config(f"http://user:pw@127.0.0.1:{port}/api/v1/import", retry={"max_attempts": 3}))
+    fill(env.spool, batches=1, series=5)
+    caplog.set_level(logging.WARNING)
+    assert not env.uploader.cycle().ok
+    h = env.uploader_health()
+    assert h.status == health.DEGRADED
+    assert h.message.startswith(f"cannot connect to 127.0.0.1:{port}: connection refused since ")
+    assert h.details["last_upload_time"] is None and h.details["last_error_cause"] == "refused"
+    assert env.uploader.last_success_wall is None
+    assert env.selfmetrics.value("metrics_collector_upload_last_success_timestamp_seconds") == 0
+    errors = [r for r in caplog.records if r.levelno == logging.ERROR]
+    warnings = [r for r in caplog.records if r.levelno == logging.WARNING and "attempt" in r.getMessage()]
+    assert len(errors) == 1 and len(warnings) == 2  # one ERROR per exhausted batch, retries are warnings
+    line = errors[0].getMessage()
+    assert "upload" in line and "error" in line and "connection refused" in line and "pw" not in line
+
+
+def test_vmauth_token_refusal_in_the_body_is_a_refused_token_not_a_poison_sample(server, envs):
+    server.respond = lambda req: Reply(400, body="cannot find the provided auth token")
+    env = envs(make_config(server.url()))
+    fill(env.spool, batches=2, series=5)
+    res = env.uploader.cycle()
+    assert not res.ok and len(server.requests) == 1 and not res.dropped  # no bisection storm
+    assert env.uploader_health().message == "server refused the token (400)"

@@ -35,6 +35,7 @@ class FakeClock:
 
 def up(**kw) -> tuple[str, str, dict]:
     kw.setdefault("upload_interval_s", 60.0)
+    kw.setdefault("succeeded", True)
     return uploader_health(UploaderFacts(**kw))
 
 
@@ -46,11 +47,13 @@ def test_uploader_ok_with_guide_details():
     assert d["last_error"] is None and d["last_status"] is None
 
 
-def test_uploader_one_failed_cycle_is_degraded_not_error():  # W6
+def test_uploader_a_failure_is_degraded_not_error_and_says_since_when():  # W6
     status, msg, d = up(pending_count=50, since_success_s=70, last_cycle_failed=True,
-                        last_error="connection refused")
+                        last_error="cannot connect to vm:8428: connection refused", last_error_wall=1_705_314_590.0)
     assert status == DEGRADED
-    assert "connection refused" in msg and d["last_error"] == "connection refused"
+    assert msg == "cannot connect to vm:8428: connection refused since 10:29:50 UTC"
+    assert d["last_error"] == "cannot connect to vm:8428: connection refused"
+    assert d["last_error_time"] == "2024-01-15T10:29:50Z"
 
 
 def test_uploader_elevated_and_high_backlog_thresholds():
@@ -59,14 +62,21 @@ def test_uploader_elevated_and_high_backlog_thresholds():
     assert up(pending_count=10000)[:2] == (DEGRADED, "high backlog: 10000 samples pending")
 
 
-def test_uploader_no_success_for_twice_the_interval():
-    assert up(pending_count=10, since_success_s=120)[0] == OK
-    status, msg, _ = up(pending_count=10, since_success_s=121, last_error="HTTP 503")
-    assert status == DEGRADED and "121s" in msg and "HTTP 503" in msg
+def test_uploader_ok_only_within_three_intervals_of_a_2xx():
+    assert up(pending_count=10, since_success_s=180)[0] == OK
+    status, msg, _ = up(pending_count=10, since_success_s=181)
+    assert status == DEGRADED and "181s" in msg
+
+
+def test_uploader_never_succeeded_is_not_ok():
+    status, msg, d = up(succeeded=False, pending_count=30, since_success_s=5)
+    assert (status, msg) == (DEGRADED, "no successful upload yet (30 samples pending)")
+    assert d["last_upload_time"] is None
 
 
 def test_uploader_silence_without_backlog_is_not_a_symptom():
-    assert up(pending_count=0, since_success_s=3600)[0] == OK
+    status, msg, _ = up(pending_count=0, since_success_s=3600, last_upload_wall=1_705_314_590.0)
+    assert status == OK and msg.startswith("up to date")
 
 
 def test_uploader_error_after_ten_minutes_with_large_backlog():
@@ -78,8 +88,8 @@ def test_uploader_error_after_ten_minutes_with_large_backlog():
 
 @pytest.mark.parametrize("code", [401, 403])
 def test_uploader_error_when_server_rejects_token(code):
-    status, msg, d = up(last_status=code, last_cycle_failed=True, last_error=f"HTTP {code}")
-    assert status == ERROR and str(code) in msg and d["last_status"] == code
+    status, msg, d = up(last_status=code, token_refused_status=code, last_error=f"server refused the token ({code})")
+    assert (status, msg) == (ERROR, f"server refused the token ({code})") and d["last_status"] == code
 
 
 def test_uploader_error_when_token_unusable():
@@ -95,6 +105,19 @@ def test_uploader_disabled_is_ok_and_accepts_a_mapping():
 def test_uploader_recovery_back_to_ok():
     assert up(pending_count=20000, since_success_s=900)[0] == ERROR
     assert up(pending_count=100, since_success_s=1)[0] == OK
+
+
+def test_uploader_parked_for_an_unverified_clock_is_not_ok():
+    status, msg, d = up(succeeded=False, parked_by_reason={"clock_unverified": 3354}, parked_batches=3,
+                        parked_bytes=9000, since_success_s=40)
+    assert status == DEGRADED and msg.startswith("clock not verified: 3 batches parked")
+    assert d["parked_count"] == 3354 and d["parked_bytes"] == 9000 and d["last_upload_time"] is None
+
+
+def test_uploader_a_request_hanging_on_the_wire_shows_while_it_hangs():
+    status, msg, _ = up(since_success_s=20, inflight_s=12.5, upload_interval_s=1.0)
+    assert (status, msg) == (DEGRADED, "server not answering: no answer for 12s")
+    assert up(since_success_s=2, inflight_s=0.5, upload_interval_s=1.0)[0] == OK
 
 
 # --- storage -------------------------------------------------------------------------------

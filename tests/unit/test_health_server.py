@@ -222,7 +222,7 @@ def test_survives_500_idle_half_and_garbage_connections(server):
         assert server.evicted > 0
         # The server holds at most max_connections sockets for the 500 hostile clients.
         fds_now = len(os.listdir("/proc/self/fd"))
-        assert fds_now - fds_before <= 500 + server.max_connections + 16
+        assert fds_now - fds_before <= 500 + server.max_connections + server.max_draining + 16
     finally:
         for s in hostile:
             s.close()
@@ -294,3 +294,55 @@ def test_ipv6_loopback(registry):
         conn.close()
     finally:
         srv.stop()
+
+
+# --- load ---------------------------------------------------------------------------------
+
+def _hammer(port: int, n: int) -> list[bytes]:
+    """``n`` clients connected at once, each sending GET /health; every answer read back."""
+    import selectors
+    sel = selectors.DefaultSelector()
+    answers: dict[socket.socket, bytearray] = {}
+    for _ in range(n):
+        s = socket.create_connection(("127.0.0.1", port), timeout=5)
+        s.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
+        s.setblocking(False)
+        answers[s] = bytearray()
+        sel.register(s, selectors.EVENT_READ)
+    deadline = time.monotonic() + 20
+    open_ = set(answers)
+    while open_ and time.monotonic() < deadline:
+        for key, _ in sel.select(0.5):
+            s = key.fileobj
+            try:
+                data = s.recv(65536)
+            except BlockingIOError:
+                continue
+            except OSError:
+                data = b""
+            if data:
+                answers[s] += data
+            else:
+                sel.unregister(s)
+                open_.discard(s)
+    for s in answers:
+        s.close()
+    return [bytes(a) for a in answers.values()]
+
+
+@pytest.mark.slow
+def test_500_concurrent_clients_are_all_answered(registry):
+    registry.update("uploader", OK, "uploading metrics")
+    srv = HealthServer("127.0.0.1:0", registry, lambda: "", max_connections=128, max_queued=16)
+    srv.start()
+    try:
+        answers = _hammer(srv.port, 500)
+    finally:
+        srv.stop()
+    heads = [a.split(b"\r\n\r\n", 1)[0] for a in answers]
+    ok = [h for h in heads if h.startswith(b"HTTP/1.1 200 ")]
+    busy = [h for h in heads if h.startswith(b"HTTP/1.1 503 ")]
+    others = [h[:40] for h in heads if not h.startswith((b"HTTP/1.1 200", b"HTTP/1.1 503"))]
+    assert len(ok) + len(busy) == 500, others[:5]
+    assert all(b"Retry-After: 1" in h for h in busy)
+    assert ok and busy, (len(ok), len(busy))  # at capacity: some served, the rest told to retry

@@ -65,3 +65,27 @@ def test_redact_url_hides_the_password_and_query_values():
     # The one redaction of belabox_metrics.redact: the user name and query names stay for support.
     assert redact_url("https://user:pw@vm.example:8428/insert/3/prometheus/api/v1/import?extra_label=a=b&k=s") \
         == "https://user:<redacted>@vm.example:8428/insert/3/prometheus/api/v1/import?extra_label=<redacted>&k=<redacted>"
+
+
+# --- naming failures -------------------------------------------------------------------------
+
+def test_failures_are_named_by_cause():
+    from belabox_metrics.upload import failures as f
+    assert f.cause_of("connect", "cannot connect (Connection refused)") == f.REFUSED
+    assert f.cause_of("connect", "cannot connect (Connection reset by peer)") == f.RESET
+    assert f.cause_of("connect", "bad HTTP answer (RemoteDisconnected)") == f.RESET
+    assert f.cause_of("connect", "the answer was cut short") == f.RESET
+    assert f.cause_of("connect", "cannot connect (Name or service not known)") == f.DNS
+    assert f.cause_of("timeout", "no complete answer within 30.0s") == f.TIMEOUT
+    assert f.cause_of("tls", "TLS failed (certificate verify failed)") == f.TLS
+    assert f.describe(f.REFUSED, "vm:8428", 30) == "cannot connect to vm:8428: connection refused"
+    assert f.describe(f.TIMEOUT, "vm:8428", 30) == "server not answering: timeout after 30s (vm:8428)"
+    assert f.host_of("https://u:secret@vm.example:8427/api/v1/import?token=x") == "vm.example:8427"
+
+
+def test_token_refusal_and_its_backoff():
+    from belabox_metrics.upload import failures as f
+    assert f.token_refused(401, "") and f.token_refused(403, "nope")
+    assert f.token_refused(400, "cannot find the provided auth token")
+    assert not f.token_refused(400, "cannot parse line 3") and not f.token_refused(500, "unauthorized")
+    assert [f.auth_backoff(60, n, 300) for n in (1, 2, 3, 4, 5)] == [60, 120, 240, 300, 300]

@@ -15,7 +15,7 @@ from typing import Any
 from belabox_metrics import config as configmod
 from belabox_metrics.collectors import CollectorContext
 from belabox_metrics.health import registry as health
-from belabox_metrics.health.server import HealthServer
+from belabox_metrics.health.binding import HealthBinding
 from belabox_metrics.platform import device_id as device_id_mod
 from belabox_metrics.platform import logsetup
 
@@ -104,15 +104,12 @@ def start_uploader(agent: Any) -> None:
 def start_health_server(agent: Any) -> None:
     if not agent.cfg.health.enabled:
         return
-    try:
-        agent.server = HealthServer(agent.cfg.health.listen_addr, agent.health, agent.metrics_text)
-        agent.server.start()
+    # Collection matters more than the endpoint: a busy port is retried in the background.
+    agent.server = HealthBinding(agent.cfg.health.listen_addr, agent.health, agent.metrics_text,
+                                 procfs=agent.roots.procfs)
+    if agent.server.start():
         host = configmod.parse_listen_addr(agent.cfg.health.listen_addr)[0]
         log.info("health on http://%s:%d/health", host, agent.server.port)
-    except OSError as e:
-        # Collection matters more than the endpoint: keep running, say so everywhere.
-        agent.server = None
-        log.error("health server: cannot listen on %s: %s", agent.cfg.health.listen_addr, e.strerror or e)
 
 
 def diff_has(outcome: Outcome, prefix: str) -> bool:

@@ -6,8 +6,14 @@ from __future__ import annotations
 import time
 from typing import Any
 
+from belabox_metrics import __version__
 from belabox_metrics.health import registry as health
 from belabox_metrics.health.exposition import format_samples
+
+# Parking reasons always published (0 when none), so a dashboard sees a series drop to 0.
+PARK_REASONS = ("clock_unverified", "earlier_boot_unfixable")
+PARKED = "metrics_collector_spool_parked_samples"
+_STATUS_VALUE = {health.OK: 0, health.DEGRADED: 1, health.ERROR: 2}
 
 
 def report_storage(agent: Any) -> None:
@@ -27,10 +33,31 @@ def report_storage(agent: Any) -> None:
     sm.set("metrics_collector_spool_pending_bytes", st.pending_bytes)
     sm.set("metrics_collector_spool_database_bytes", st.db_size_bytes)
     sm.set("metrics_collector_spool_wal_bytes", st.wal_size_bytes)
+    now = time.time()
     if st.oldest_wall_ms is not None:
-        sm.set("metrics_collector_spool_oldest_pending_age_seconds", max(0.0, time.time() - st.oldest_wall_ms / 1000))
+        sm.set("metrics_collector_spool_oldest_pending_age_seconds", max(0.0, now - st.oldest_wall_ms / 1000))
     else:
         sm.set("metrics_collector_spool_oldest_pending_age_seconds", 0)
+    by_reason = dict(st.parked_by_reason)
+    for reason in sorted(set(PARK_REASONS) | set(by_reason) | set(sm.label_values(PARKED, "reason"))):
+        sm.set(PARKED, by_reason.get(reason, 0), {"reason": reason})
+    sm.set("metrics_collector_spool_parked_bytes", st.parked_bytes)
+    oldest_parked = st.oldest_parked_wall_ms
+    sm.set("metrics_collector_spool_oldest_parked_age_seconds",
+           max(0.0, now - oldest_parked / 1000) if oldest_parked is not None else 0)
+    # The same snapshot goes into the uploader's health, so /health and /metrics agree.
+    if agent.uploader is not None:
+        agent.uploader.report(st)
+    report_components(agent)
+
+
+def report_components(agent: Any) -> None:
+    """metrics_collector_component_status{component} (0 ok, 1 degraded, 2 error) and build_info,
+    which the fleet tool reads instead of polling /health."""
+    sm = agent.selfmetrics
+    for name, comp in agent.health.components().items():
+        sm.set("metrics_collector_component_status", _STATUS_VALUE[comp.status], {"component": name})
+    sm.set("metrics_collector_build_info", 1, {"version": __version__})
 
 
 def status_line(agent: Any) -> str:
@@ -41,7 +68,12 @@ def status_line(agent: Any) -> str:
         up = health.rfc3339(agent.uploader.last_success_wall)
     elif agent.uploader is None:
         up = "disabled"
-    return f"pending={st.pending_samples} last_upload={up}"
+    line = f"pending={st.pending_samples} parked={st.parked_samples} last_upload={up}"
+    binder = getattr(agent, "server", None)
+    problem = getattr(binder, "problem", None)
+    if problem:
+        line += f" health: {problem}"
+    return line
 
 
 def metrics_text(agent: Any) -> str:

@@ -113,14 +113,21 @@ def _stats(cfg: configmod.Config, db: str, args) -> int:
                                          "oldest_wall_ms", "newest_wall_ms", "db_size_bytes", "wal_size_bytes",
                                          "parked_batches", "parked_samples") if hasattr(st, k)}
     plain["dropped"] = dict(st.dropped)
+    now = time.time()
+    # The same names and figures as `diagnose --json` and the agent's /metrics.
+    plain["oldest_age_seconds"] = max(0.0, now - st.oldest_wall_ms / 1000) if st.oldest_wall_ms else None
+    plain["parked_bytes"] = st.parked_bytes
+    plain["parked_by_reason"] = dict(sorted(st.parked_by_reason.items()))
+    plain["oldest_parked_age_seconds"] = (max(0.0, now - st.oldest_parked_wall_ms / 1000)
+                                          if st.oldest_parked_wall_ms else None)
     if args.json:
         print(json.dumps(redactor(cfg).tree(plain), indent=2, sort_keys=True))
         return exitcodes.OK
-    age = f", oldest {human_duration(time.time() - st.oldest_wall_ms / 1000)} old" if st.oldest_wall_ms else ""
+    age = f", oldest {human_duration(plain['oldest_age_seconds'])} old" if st.oldest_wall_ms else ""
     print(f"spool      {redactor(cfg).text(st.path)}")
     print(f"pending    {st.pending_samples:,} samples in {st.pending_batches:,} batches, "
           f"{human_bytes(st.pending_bytes)}{age}")
-    print(f"parked     {getattr(st, 'parked_samples', 0):,} samples (earlier boot, clock not trusted)")
+    print(f"parked     {_parked(plain)}")
     print(f"file       database {human_bytes(st.db_size_bytes)}, WAL {human_bytes(st.wal_size_bytes)}")
     dropped = ", ".join(f"{k} {v:,}" for k, v in sorted(st.dropped.items()) if v) or "none"
     print(f"dropped    {dropped}")
@@ -152,11 +159,19 @@ def _stats_from_agent(cfg: configmod.Config, db: str, args, pid: int | None) -> 
     print(f"spool      {db} (from the running agent, PID {pid or '?'})")
     print(f"pending    {int(live['pending_samples']):,} samples, {human_bytes(live.get('pending_bytes'))}"
           + (f", oldest {human_duration(age)} old" if age else ""))
+    print(f"parked     {_parked(live)}")
     sizes = f"database {human_bytes(live.get('db_size_bytes'))}, WAL {human_bytes(live.get('wal_size_bytes'))}"
     print(f"file       {sizes}")
     dropped = ", ".join(f"{k} {int(v):,}" for k, v in sorted(live["dropped"].items()) if v) or "none"
     print(f"dropped    {dropped}")
     return exitcodes.OK
+
+
+def _parked(sp: dict) -> str:
+    if not sp.get("parked_samples"):
+        return "none"
+    from belabox_metrics.diagnose.render import parked_line
+    return parked_line(sp).removeprefix("parked: ")
 
 
 def _device_id(cfg: configmod.Config) -> str:

@@ -179,12 +179,20 @@ def upload_facts(health: Mapping[str, Any] | None, metrics: Iterable[Sample]) ->
             break
     if "last_error" not in out and comp.get("status") not in (None, OK):
         out["last_error"] = comp.get("message")  # the uploader names the failure in its message
-    for key in ("last_error_status", "http_status", "last_status", "status_code"):
-        v = details.get(key)
-        # last_status is the last answer's, also a success's: a 2xx is no error to show.
-        if v not in (None, "", 0) and not (isinstance(v, int) and 200 <= v < 300):
-            out["http_status"] = v
-            break
+    if "last_error_status" in details or "last_error_cause" in details:
+        # The agent says which status belongs to the current error (None: not an HTTP one),
+        # so a 204 from an earlier success never labels a later timeout.
+        if details.get("last_error_status") and out.get("last_error"):
+            out["http_status"] = details["last_error_status"]
+    else:
+        for key in ("last_error_status", "http_status", "last_status", "status_code"):
+            v = details.get(key)
+            # last_status is the last answer's, also a success's: a 2xx is no error to show.
+            if v not in (None, "", 0) and not (isinstance(v, int) and 200 <= v < 300):
+                out["http_status"] = v
+                break
+    if details.get("last_error_cause"):
+        out["last_error_cause"] = details["last_error_cause"]
     m = _HTTP_STATUS.search(out.get("last_error") or "")
     if m and "http_status" not in out:
         out["http_status"] = int(m.group(1))
@@ -210,6 +218,8 @@ _SPOOL_GAUGES = {
     "metrics_collector_spool_database_bytes": "db_size_bytes",
     "metrics_collector_spool_wal_bytes": "wal_size_bytes",
     "metrics_collector_spool_oldest_pending_age_seconds": "oldest_age_seconds",
+    "metrics_collector_spool_parked_bytes": "parked_bytes",
+    "metrics_collector_spool_oldest_parked_age_seconds": "oldest_parked_age_seconds",
 }
 
 
@@ -217,16 +227,23 @@ def spool_from_metrics(samples: Iterable[Sample]) -> dict[str, Any] | None:
     """The spool's figures as the running agent publishes them; None when it does not."""
     out: dict[str, Any] = {}
     dropped: dict[str, float] = {}
+    parked: dict[str, int] = {}
     for s in samples:
         key = _SPOOL_GAUGES.get(s.name)
         if key is not None:
             out[key] = s.value
         elif s.name == "metrics_collector_dropped_samples_total":
             dropped[s.label("reason") or "?"] = dropped.get(s.label("reason") or "?", 0) + s.value
+        elif s.name == "metrics_collector_spool_parked_samples" and s.value:
+            parked[s.label("reason") or "?"] = parked.get(s.label("reason") or "?", 0) + int(s.value)
     if "pending_samples" not in out:
         return None
     if not out.get("pending_samples"):
         out["oldest_age_seconds"] = None  # the agent reports 0 for "nothing pending"
+    out["parked_samples"] = sum(parked.values())
+    out["parked_by_reason"] = dict(sorted(parked.items()))
+    if not out["parked_samples"]:
+        out["oldest_parked_age_seconds"] = None
     out["dropped"] = dropped
     return out
 

@@ -96,7 +96,7 @@ def render(report: Mapping[str, Any], width: int = 80, colour: bool = False) -> 
     _service(out, report.get("service") or {})
     _components(out, report.get("components") or {})
     _spool(out, report.get("spool") or {})
-    _uploads(out, report.get("uploads") or {})
+    _uploads(out, report.get("uploads") or {}, report.get("spool") or {})
     _clock(out, report.get("clock") or {})
     _devices(out, report.get("devices") or {})
     _kernel(out, report.get("kernel_events") or {})
@@ -157,19 +157,36 @@ def _spool(out: _Out, sp: Mapping[str, Any]) -> None:
         pending += f", oldest {human_duration(sp['oldest_age_seconds'])} old"
     out.row("", pending)
     size = f"database {human_bytes(sp.get('db_size_bytes'))}, WAL {human_bytes(sp.get('wal_size_bytes'))}"
-    if sp.get("parked_samples"):
-        size += f", {_num(sp['parked_samples'])} samples parked (clock not trusted)"
     out.row("", size)
+    if sp.get("parked_samples"):
+        out.row("", parked_line(sp))
     dropped = {k: v for k, v in (sp.get("dropped") or {}).items() if v}
     out.row("", "dropped: " + (", ".join(f"{k} {_num(v)}" for k, v in sorted(dropped.items())) or "none"))
 
 
-def _uploads(out: _Out, up: Mapping[str, Any]) -> None:
+PARK_WORDS = {"clock_unverified": "clock not verified yet, sent once it is",
+              "earlier_boot_unfixable": "earlier boot without a trusted clock, dropped after parked_max_age"}
+
+
+def parked_line(sp: Mapping[str, Any]) -> str:
+    """``parked: 3,354 samples, 41 KB, oldest 5m old (clock_unverified 3,354: ...)``"""
+    text = f"parked: {_num(sp.get('parked_samples'))} samples"
+    if sp.get("parked_bytes") is not None:
+        text += f", {human_bytes(sp.get('parked_bytes'))}"
+    if sp.get("oldest_parked_age_seconds") is not None:
+        text += f", oldest {human_duration(sp['oldest_parked_age_seconds'])} old"
+    reasons = [f"{r} {_num(n)}: {PARK_WORDS.get(r, r)}" for r, n in sorted((sp.get("parked_by_reason") or {}).items())]
+    return text + (f" ({'; '.join(reasons)})" if reasons else "")
+
+
+def _uploads(out: _Out, up: Mapping[str, Any], sp: Mapping[str, Any]) -> None:
     if not up:
         return
     if up.get("url") is None:
         out.row("Uploads", "disabled: remote.url is not set (spool only)")
         return
+    if up.get("status"):
+        out.row("Uploader", f"{up['status']}: {up.get('message') or ''}", painted={up["status"]: up["status"]})
     parts = [f"to {up['url']}"]
     if up.get("last_success"):
         ago = f" ({human_duration(up['since_success_seconds'])} ago)" if up.get("since_success_seconds") else ""
@@ -178,15 +195,21 @@ def _uploads(out: _Out, up: Mapping[str, Any]) -> None:
         parts.append("no success seen")
     out.row("Uploads", "; ".join(parts))
     if up.get("last_error") or up.get("http_status"):
-        status = f"HTTP {up['http_status']}: " if up.get("http_status") else ""
-        out.row("", f"last error: {status}{up.get('last_error', '')}")
+        err = up.get("last_error") or ""
+        status = f"HTTP {up['http_status']}: " if up.get("http_status") and not err.startswith("HTTP ") else ""
+        out.row("", f"last error: {status}{err}")
+    if "refused the token" in (up.get("message") or ""):
+        out.row("", "check the token in /etc/belabox-metrics/api-token matches the fleet server; on the "
+                    "server: belabox-fleet register <device_id> (or rotate) and copy the new token here")
     if up.get("failures"):
         out.row("", "failures since start: " + ", ".join(f"{k} {_num(v)}" for k, v in sorted(up["failures"].items())))
     est = up.get("drain_estimate_seconds")
     rate = up.get("max_bytes_per_second")
     if est is not None:
+        parked = sp.get("parked_samples")
+        empty = f"backlog: nothing pending, {_num(parked)} samples parked (see Spool)" if parked else "backlog: empty"
         out.row("", f"backlog drains in ~{human_duration(est)} at {human_bytes(rate)}/s (remote.max_bytes_per_second)"
-                if est else "backlog: empty")
+                if est else empty)
     elif rate == 0:
         out.row("", "backlog drain rate: unthrottled (remote.max_bytes_per_second: 0)")
 

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from typing import Any
 
+from belabox_metrics.health import uploading
 from belabox_metrics.platform.clock import TimeFacts
 
 OK, DEGRADED, ERROR = "ok", "degraded", "error"
@@ -92,7 +93,7 @@ class Registry:
         return {
             "status": rollup(comps),
             "timestamp": rfc3339(self._clock()),
-            "uptime_seconds": round(self._monotonic() - self._started, 3),
+            "uptime_seconds": int(self._monotonic() - self._started),
             "components": {k: c.to_json() for k, c in sorted(comps.items())},
         }
 
@@ -127,63 +128,11 @@ def worst(*statuses: str) -> str:
 
 # --- rules -------------------------------------------------------------------------------
 
-PENDING_ELEVATED = 5_000
-PENDING_HIGH = 10_000
-NO_UPLOAD_ERROR_S = 600.0
-
-
-@dataclass(frozen=True)
-class UploaderFacts:
-    upload_interval_s: float
-    pending_count: int = 0
-    # Seconds since the last successful upload, or since start when none succeeded yet
-    # (monotonic, so a clock step cannot fake a recent upload).
-    since_success_s: float = 0.0
-    last_upload_wall: float | None = None  # wall time of the last success, for display
-    last_cycle_failed: bool = False
-    last_error: str | None = None
-    last_status: int | None = None  # HTTP status of the last answer, if any
-    token_error: str | None = None  # token file missing or unusable
-    config_error: str | None = None  # the endpoint refuses every request (404, redirect, all 400s)
-    enabled: bool = True  # False when no remote.url is configured
-
-
-def uploader_health(facts: UploaderFacts | Mapping[str, Any]) -> Verdict:
-    f = facts if isinstance(facts, UploaderFacts) else UploaderFacts(**facts)
-    since = max(0.0, f.since_success_s)
-    details: dict[str, Any] = {
-        "last_upload_time": rfc3339(f.last_upload_wall) if f.last_upload_wall is not None else None,
-        "pending_count": f.pending_count,
-        "time_since_upload_seconds": int(since),
-        "last_error": f.last_error,
-        "last_status": f.last_status,
-    }
-    if not f.enabled:
-        return OK, "uploads disabled (no remote.url configured)", details
-    if f.token_error:
-        # Not an upload failure: first boot provisions the token later; collection goes on.
-        return ERROR, f"waiting for token: {f.token_error}", details
-    if f.last_status in (401, 403):
-        return ERROR, f"server rejected the auth token (HTTP {f.last_status})", details
-    if f.config_error:
-        # Never fixes itself (wrong URL, a proxy in the way): a person must act.
-        return ERROR, f"upload endpoint refuses our requests: {f.config_error}", details
-    stale_limit = 2 * max(1.0, f.upload_interval_s)
-    if since > NO_UPLOAD_ERROR_S and f.pending_count >= PENDING_HIGH:
-        return (ERROR, f"no successful upload for {int(since)}s with {f.pending_count} samples pending",
-                details)
-    # With nothing pending there is nothing to upload, so time alone is no symptom.
-    if since > stale_limit and f.pending_count > 0:
-        why = f": {f.last_error}" if f.last_error else ""
-        return DEGRADED, f"no successful upload for {int(since)}s{why}", details
-    if f.last_cycle_failed:
-        # One failed cycle on a cellular link is normal: the spool holds the data (W6).
-        return DEGRADED, f"last upload failed: {f.last_error or 'unknown error'}", details
-    if f.pending_count >= PENDING_HIGH:
-        return DEGRADED, f"high backlog: {f.pending_count} samples pending", details
-    if f.pending_count >= PENDING_ELEVATED:
-        return DEGRADED, f"elevated backlog: {f.pending_count} samples pending", details
-    return OK, "uploading metrics", details
+# The uploader's rule lives in uploading.py; re-exported here for existing callers.
+PENDING_ELEVATED, PENDING_HIGH = uploading.PENDING_ELEVATED, uploading.PENDING_HIGH
+NO_UPLOAD_ERROR_S = uploading.NO_UPLOAD_ERROR_S
+UploaderFacts = uploading.UploaderFacts
+uploader_health = uploading.uploader_health
 
 
 @dataclass(frozen=True)

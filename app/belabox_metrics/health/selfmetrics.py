@@ -38,6 +38,12 @@ class SelfMetrics:
         with self._lock:
             return sum(v for (n, _), v in self._counters.items() if n == name)
 
+    def label_values(self, name: str, label: str) -> list[str]:
+        """Values of ``label`` among the gauges named ``name`` (to zero ones that went away)."""
+        with self._lock:
+            keys = [labels for (n, labels) in self._gauges if n == name]
+        return [v for labels in keys for k, v in labels if k == label]
+
     def samples(self) -> list[Sample]:
         with self._lock:
             items = list(self._counters.items()) + list(self._gauges.items())

@@ -100,6 +100,9 @@ class HealthServer(ThreadingHTTPServer):
         self._wake_w.setblocking(False)
         self._loop_threads: list[threading.Thread] = []
         self.evicted = 0  # connections closed to make room (visible to tests and diagnose)
+        self.refused = 0  # answered 503 because the server was at capacity
+        self.max_draining = 64
+        self._draining: dict[socket.socket, _Conn] = {}  # answered 503, waiting for the client to close
 
     def server_bind(self) -> None:
         # HTTPServer.server_bind calls getfqdn(), a DNS lookup that can hang on a box with no
@@ -160,6 +163,8 @@ class HealthServer(ThreadingHTTPServer):
                             self._read(sel, conns, key.data)
                         elif key.data.state == "write":
                             self._write(sel, conns, key.data)
+                        elif key.data.state == "drain":
+                            self._drain(sel, key.data)
                     except Exception:  # a bug with one client must not stop the endpoint for all
                         log.exception("health: connection handling failed")
                         if isinstance(key.data, _Conn):
@@ -167,9 +172,13 @@ class HealthServer(ThreadingHTTPServer):
                 now = time.monotonic()
                 for c in [c for c in conns.values() if c.deadline < now and c.state != "wait"]:
                     self._close(sel, conns, c)
+                for c in [c for c in self._draining.values() if c.deadline < now]:
+                    self._close(sel, self._draining, c)
         finally:
             for c in list(conns.values()):
                 self._close(sel, conns, c)
+            for c in list(self._draining.values()):
+                self._close(sel, self._draining, c)
             sel.close()
 
     def _accept(self, sel: selectors.BaseSelector, conns: dict) -> None:
@@ -183,20 +192,59 @@ class HealthServer(ThreadingHTTPServer):
                 self._evict_one(sel, conns)
                 return
             if len(conns) >= self.max_connections:
-                self._evict_one(sel, conns)
+                # Over capacity: answer at once rather than leave the client in the kernel's
+                # backlog (which overflows) or close it unanswered. The 503 fits any socket buffer.
+                victim = next((c for c in conns.values() if c.state == "read"), None)
+                if victim is None:
+                    self._busy(sel, _Conn(sock, addr, 0.0))
+                    continue
+                # The oldest connection still sending its head (likeliest slow or idle) makes room,
+                # with an answer: 503 and Retry-After, never a silent close.
+                self.evicted += 1
+                self._busy(sel, victim, conns)
             sock.setblocking(False)
             c = _Conn(sock, addr, time.monotonic() + self.head_timeout)
             conns[sock] = c
             sel.register(sock, selectors.EVENT_READ, c)
 
     def _evict_one(self, sel: selectors.BaseSelector, conns: dict) -> None:
-        # The oldest connection still sending its head is the likeliest slow or idle client.
         victim = next((c for c in conns.values() if c.state == "read"), None)
-        if victim is None:
-            victim = next((c for c in conns.values() if c.state == "write"), None)
         if victim is not None:
             self.evicted += 1
-            self._close(sel, conns, victim)
+            self._busy(sel, victim, conns)
+
+    def _busy(self, sel: selectors.BaseSelector, c: _Conn, conns: dict | None = None) -> None:
+        """Answer 503 + Retry-After and close gracefully: the socket is drained until the client
+        closes (or a second passes), since closing with its request unread would send a reset
+        that can destroy the 503 before the client reads it."""
+        self.refused += 1
+        if conns is not None:
+            if c.state == "read":
+                sel.unregister(c.sock)
+            conns.pop(c.sock, None)
+        try:
+            c.sock.setblocking(False)
+            c.sock.send(BUSY)
+            c.sock.shutdown(socket.SHUT_WR)
+        except OSError:
+            pass
+        if len(self._draining) >= self.max_draining:
+            c.state = "closed"
+            c.sock.close()
+            return
+        c.state, c.deadline = "drain", time.monotonic() + 1.0
+        self._draining[c.sock] = c
+        sel.register(c.sock, selectors.EVENT_READ, c)
+
+    def _drain(self, sel: selectors.BaseSelector, c: _Conn) -> None:
+        try:
+            data = c.sock.recv(65536)
+        except BlockingIOError:
+            return
+        except OSError:
+            data = b""
+        if not data:
+            self._close(sel, self._draining, c)
 
     def _read(self, sel: selectors.BaseSelector, conns: dict, c: _Conn) -> None:
         try:
@@ -223,7 +271,8 @@ class HealthServer(ThreadingHTTPServer):
         if _is_live(head):
             self._respond(sel, conns, c, _run_handler(head, c.addr, self))
         elif self._inflight >= self.max_queued:
-            self._respond(sel, conns, c, _simple(503, "busy"))
+            self.refused += 1
+            self._respond(sel, conns, c, BUSY)
         else:
             self._inflight += 1
             self._jobs.put((c, head))
@@ -265,7 +314,7 @@ class HealthServer(ThreadingHTTPServer):
             self._close(sel, conns, c)
 
     def _close(self, sel: selectors.BaseSelector, conns: dict, c: _Conn) -> None:
-        if c.state in ("read", "write"):
+        if c.state in ("read", "write", "drain"):
             try:
                 sel.unregister(c.sock)
             except (KeyError, ValueError):
@@ -315,11 +364,14 @@ def _is_live(head: bytes) -> bool:
     return len(parts) == 3 and parts[0] in (b"GET", b"HEAD") and parts[1] == b"/health/live"
 
 
-def _simple(code: int, text: str) -> bytes:
+def _simple(code: int, text: str, extra: str = "") -> bytes:
     from http import HTTPStatus
     body = (text + "\n").encode()
     return (f"HTTP/1.1 {code} {HTTPStatus(code).phrase}\r\nContent-Type: text/plain; charset=utf-8\r\n"
-            f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n").encode() + body
+            f"Content-Length: {len(body)}\r\n{extra}Connection: close\r\n\r\n").encode() + body
+
+
+BUSY = _simple(503, "busy, try again", "Retry-After: 1\r\n")
 
 
 def _run_handler(head: bytes, addr: Any, server: HealthServer) -> bytes:

@@ -19,7 +19,7 @@ import sqlite3
 import threading
 import time
 from collections.abc import Collection, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from urllib.parse import quote
 
 from belabox_metrics.config import StorageConfig
@@ -68,6 +68,11 @@ class SpoolStats:
     path: str
     buffered_batches: int = 0  # held in memory, not written (included in the pending_* above)
     buffered_samples: int = 0
+    # Parked data by the reason it was set aside (clock_unverified: this boot, waiting for a
+    # time source; earlier_boot_unfixable: another boot's untrusted clock, waits to expire).
+    parked_by_reason: dict[str, int] = field(default_factory=dict)  # reason -> samples
+    parked_bytes: int = 0
+    oldest_parked_wall_ms: int | None = None
 
 
 @dataclass(frozen=True)
@@ -226,6 +231,7 @@ class Spool:
                 t.batches, t.samples, t.bytes = count, samples, nbytes
         t.count({r: int(n) for r, n in self._conn.execute("SELECT reason, samples FROM dropped")})
         self._refresh_ends()
+        self._refresh_parked()
 
     def _salvage(self, quarantined: str, damage: str) -> OpenReport:
         from belabox_metrics.spool import salvage as store_salvage
@@ -416,6 +422,20 @@ class Spool:
     def _after(self, changes: list[Change]) -> None:
         if self._totals.apply(changes):
             self._refresh_ends()
+        if any(c.parked for c in changes):
+            self._refresh_parked()
+
+    def _refresh_parked(self) -> None:
+        """Parked samples and bytes by reason: a query over the few parked rows, run only when
+        parking changes, so stats() stays a copy."""
+        q = ("SELECT coalesce(p.reason, 'unknown'), coalesce(sum(b.n - b.done), 0), "
+             "coalesce(sum(length(b.data) * (b.n - b.done) / b.n), 0), min(b.wall_ms) "
+             "FROM batches b LEFT JOIN parked p ON p.batch_id = b.id WHERE b.parked = 1 GROUP BY 1")
+        with self._db:
+            rows = self._conn.execute(q).fetchall()
+        self._totals.set_parked_detail({r: int(n) for r, n, _, _ in rows if n},
+                                       sum(int(b) for _, _, b, _ in rows),
+                                       min((w for *_, w in rows if w is not None), default=None))
 
     def _count(self, drops: dict[str, int], persist: bool = True, totals: bool = True,
                metrics: bool = True) -> None:
@@ -456,12 +476,14 @@ class Spool:
             moved = upkeep.set_parked(self._writer, list(batch_ids), True, reason, since)
         self._totals.move(moved, to_parked=True)
         self._refresh_ends()
+        self._refresh_parked()
 
     def unpark(self, batch_ids: Collection[int]) -> None:
         with self._db:
             moved = upkeep.set_parked(self._writer, list(batch_ids), False)
         self._totals.move(moved, to_parked=False)
         self._refresh_ends()
+        self._refresh_parked()
 
     def parked(self) -> list[tuple[int, str, int, int]]:
         """(batch_id, boot_id, wall_ms, samples) of every parked batch, oldest first."""
@@ -493,10 +515,13 @@ class Spool:
         batches, samples, nbytes, oldest, newest, dropped, pb, ps = self._totals.snapshot()
         # Held batches are pending too (they are not on the server): one number everywhere.
         hb, hs, h_oldest, h_newest = self._held.totals()
+        by_reason, parked_bytes, oldest_parked = self._totals.parked_detail()
         oldest = oldest if h_oldest is None or (oldest is not None and oldest <= h_oldest) else h_oldest
         newest = newest if h_newest is None or (newest is not None and newest >= h_newest) else h_newest
         return SpoolStats(batches + hb, samples + hs, nbytes + hs * EST_BYTES_PER_SAMPLE, oldest, newest,
-                          _size(self.path), _size(self.path + "-wal"), dropped, pb, ps, self.path, hb, hs)
+                          _size(self.path), _size(self.path + "-wal"), dropped, pb, ps, self.path, hb, hs,
+                          parked_by_reason=by_reason, parked_bytes=parked_bytes,
+                          oldest_parked_wall_ms=oldest_parked)
 
     def maintain(self, now_mono: float) -> None:
         """Checkpoint the WAL every wal_checkpoint_interval, or sooner once it passes its share

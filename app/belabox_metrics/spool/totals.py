@@ -21,6 +21,9 @@ class Totals:
         self.oldest: int | None = None
         self.newest: int | None = None
         self.dropped: dict[str, int] = {}
+        self.parked_by_reason: dict[str, int] = {}
+        self.parked_bytes = 0
+        self.oldest_parked: int | None = None
 
     def add_rows(self, rows: Iterable[Row]) -> None:
         with self.lock:
@@ -69,3 +72,11 @@ class Totals:
         with self.lock:
             return (self.batches, self.samples, self.bytes, self.oldest, self.newest,
                     dict(self.dropped), self.parked_batches, self.parked_samples)
+
+    def set_parked_detail(self, by_reason: dict[str, int], nbytes: int, oldest: int | None) -> None:
+        with self.lock:
+            self.parked_by_reason, self.parked_bytes, self.oldest_parked = dict(by_reason), nbytes, oldest
+
+    def parked_detail(self) -> tuple[dict[str, int], int, int | None]:
+        with self.lock:
+            return dict(self.parked_by_reason), self.parked_bytes, self.oldest_parked

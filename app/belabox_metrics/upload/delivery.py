@@ -27,7 +27,9 @@ INVALID = "metrics_collector_invalid_samples_total"
 # was accepted: then the server refuses everything (a proxy, a broken endpoint), not one
 # poison sample, and dropping the request sample by sample would be data loss.
 BISECT_BLIND_LIMIT = 8
-PARK_REASON = "untrusted_clock"  # the spool drops these as untrusted_clock once too old
+# Why a batch is parked (the spool drops both as untrusted_clock once past parked_max_age):
+CLOCK_UNVERIFIED = "clock_unverified"  # this boot, no time source yet: unparked once there is one
+EARLIER_BOOT = "earlier_boot_unfixable"  # another boot's untrusted clock: can never be corrected
 
 
 @dataclass
@@ -43,7 +45,9 @@ class CycleResult:
     error: str | None = None
     status: int | None = None
     failure: str | None = None  # kind of the failure: auth, fatal (configuration), gave_up, tls
+    cause: str | None = None  # failures.REFUSED, RESET, TIMEOUT, TLS, DNS, HTTP ...
     stopped: bool = False  # ended early: stop requested, deadline or byte budget
+    deferred_s: float = 0.0  # nothing sent: a Retry-After or a refused token still holds this long
     duration_s: float = 0.0
 
 
@@ -178,18 +182,19 @@ class Delivery:
         tk = self.timekeeper
         if tk is None:
             return [whole(s) for s in slices]
-        parts, park = [], []
+        parts: list[Part] = []
+        park: dict[str, set] = {}
         for s in slices:
             wall_ms = tk.correct(s)
             if wall_ms is None:
-                park.append(s.batch_id)
+                unfixable = hasattr(tk, "is_unfixable") and tk.is_unfixable(s)
+                park.setdefault(EARLIER_BOOT if unfixable else CLOCK_UNVERIFIED, set()).add(s.batch_id)
             else:
                 parts.append(whole(s, int(wall_ms) - s.wall_ms))
-        if park:
-            ids = sorted(set(park))
-            self.spool.park(ids, PARK_REASON)
+        for reason, ids in sorted(park.items()):
+            self.spool.park(sorted(ids), reason)
             run.res.parked_batches += len(ids)
-            log.warning("parked %d batch(es) whose collection time cannot be trusted", len(ids))
+            log.warning("parked %d batch(es) whose collection time cannot be trusted (%s)", len(ids), reason)
         return parts
 
     def _send(self, parts: list[Part], run: Run, lane: str) -> bool:
@@ -236,6 +241,7 @@ class Delivery:
         res = run.res
         res.ok, res.error, res.status = False, out.message, out.status
         res.failure = "tls" if out.reason == "tls" else out.kind
+        res.cause = out.cause
 
     # --- bisection --------------------------------------------------------------------
 
@@ -258,6 +264,7 @@ class Delivery:
             # Everything refused is an endpoint problem (a remote-write URL, a proxy), not data:
             # a person must fix it, so it counts as a configuration failure.
             what = first.message or f"HTTP {first.status}"
+            log.error("upload error: %s: the server refuses every part of the request; kept in the spool", what)
             self._fail(Outcome(FATAL, first.status, first.reason,
                                f"{what}: the server refuses every part of the request; kept in the spool"), run)
         return finished and st.successes > 0

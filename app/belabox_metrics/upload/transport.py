@@ -29,6 +29,7 @@ from urllib.parse import urlsplit
 from belabox_metrics import __version__
 from belabox_metrics.platform import boundedhttp
 from belabox_metrics.redact import redact_url  # the one URL redaction: password and query values go
+from belabox_metrics.upload import failures
 from belabox_metrics.upload.retry import RetryPolicy, parse_retry_after
 from belabox_metrics.upload.wire import Body
 
@@ -50,6 +51,7 @@ class Outcome:
     reason: str | None = None  # failure reason of the last attempt (the counter's label)
     message: str = ""
     attempts: int = 0
+    cause: str | None = None  # failures.REFUSED, RESET, TIMEOUT, TLS, DNS, ... or HTTP
 
     @property
     def ok(self) -> bool:
@@ -94,6 +96,13 @@ class Transport:
         self.sleep = sleep or (lambda s: (time.sleep(s), False)[1])
         self.rng = rng
         self._secrets: tuple[str, ...] = ()
+        # Not before this (monotonic) may the next request go: a server's Retry-After holds
+        # across cycles, not only between the retries of one request.
+        self.not_before: float | None = None
+        self.inflight_since: float | None = None  # monotonic start of the request on the wire
+        # Called after every attempt with its Outcome (ok or not), so health follows the
+        # uploader while a cycle is still retrying, not only when it ends.
+        self.on_attempt: Callable[[Outcome], None] = lambda out: None
 
     def scrub(self, text: str) -> str:
         """Remove the token and URL credentials from a message before it is logged or stored."""
@@ -123,41 +132,61 @@ class Transport:
                 if left <= 0:
                     return Outcome(STOPPED, message="out of time", attempts=attempt - 1)
                 timeout = min(timeout, left)
-            kind, retryable, reason, status, message, retry_after = self._attempt(body, headers, timeout)
+            self.inflight_since = self.clock()
+            try:
+                kind, retryable, reason, status, message, retry_after, cause = self._attempt(body, headers, timeout)
+            finally:
+                self.inflight_since = None
             if kind == OK:
-                return Outcome(OK, status, attempts=attempt)
+                out = Outcome(OK, status, attempts=attempt)
+                self._notify(out)
+                return out
             self._count(reason)
+            if retry_after is not None and retry_after > 0:
+                self.not_before = self.clock() + min(retry_after, self.policy.max_retry_after)
             wait = None
             if retryable and attempt < attempts:
                 wait = self.policy.wait_after(attempt, retry_after, self.rng() if self.rng else None)
                 if deadline is not None and self.clock() + wait >= deadline:
                     wait = None  # the wait would outlast the cycle: give up now, data stays spooled
-            what = f"HTTP {status}" if status is not None else reason
-            detail = f" ({message})" if message else ""
+            final = Outcome(kind, status, reason, message,
+                            attempt, cause)
+            self._notify(final)
             if wait is None:
-                tail = "giving up for this cycle" if retryable else "not retried"
-                log.warning("upload to %s: attempt %d/%d failed: %s%s, %d samples; %s",
-                            redact_url(self.url), attempt, attempts, what, detail, body.samples, tail)
-                return Outcome(kind if not retryable else GAVE_UP, status, reason,
-                               f"{what}{detail}", attempt)
-            log.warning("upload to %s: attempt %d/%d failed: %s%s, %d samples; retrying in %.1fs",
-                        redact_url(self.url), attempt, attempts, what, detail, body.samples, wait)
+                tail = "not retried" if not retryable else f"gave up after {attempt} attempt(s)"
+                # The one ERROR line of a failed batch: the deployment guide's troubleshooting
+                # greps the journal for "upload" and "error". Retries before it stay warnings.
+                log.error("upload error: %s; %d samples stay in the spool (%s, %s)", message, body.samples,
+                          tail, redact_url(self.url))
+                return final
+            log.warning("upload to %s: attempt %d/%d failed: %s, %d samples; retrying in %.1fs",
+                        redact_url(self.url), attempt, attempts, message, body.samples, wait)
             if self.sleep(wait):
-                return Outcome(STOPPED, status, reason, f"{what}{detail}; stopped", attempt)
+                return Outcome(STOPPED, status, reason, f"{message}; stopped", attempt, cause)
+
+    def _notify(self, out: Outcome) -> None:
+        try:
+            self.on_attempt(out)
+        except Exception:  # reporting must never cost an upload
+            log.exception("upload: reporting an attempt failed")
 
     def _attempt(self, body: Body, headers: dict, timeout: float):
-        """One POST: (kind, retryable, reason, status, message, retry_after_seconds)."""
+        """One POST: (kind, retryable, reason, status, message, retry_after_seconds, cause)."""
         t_sent = self.wall()
+        host = failures.host_of(self.url)
         try:
             resp = self.client.request("POST", self.url, body=body.data, headers=headers, budget=timeout,
                                        max_body=MAX_ANSWER_BYTES)
         except boundedhttp.FetchError as e:
+            text = self.scrub(str(e))
+            cause = failures.cause_of(e.kind, text)
+            message = failures.describe(cause, host, timeout, text)
             if e.kind == boundedhttp.TLS:
-                return FATAL, False, "tls", None, self.scrub(str(e)), None
+                return FATAL, False, "tls", None, message, None, cause
             if e.kind == boundedhttp.TIMEOUT:
-                return GAVE_UP, True, "timeout", None, f"no answer within {timeout:g}s", None
+                return GAVE_UP, True, "timeout", None, message, None, cause
             reason = "connect" if e.kind == boundedhttp.CONNECT else "other"
-            return GAVE_UP, True, reason, None, self.scrub(str(e)), None
+            return GAVE_UP, True, reason, None, message, None, cause
         t_recv = self.wall()
         if self.timekeeper is not None:
             try:
@@ -167,14 +196,19 @@ class Transport:
         status = resp.status
         kind, retryable, reason = classify_status(status)
         if kind == OK:
-            return OK, False, "", status, "", None
+            return OK, False, "", status, "", None, None
         text = " ".join(resp.body.decode("utf-8", "replace").split())[:_MAX_ERROR_TEXT]
+        if failures.token_refused(status, text):
+            kind, retryable, reason = AUTH, False, f"http_{status}"
+            text = f"server refused the token ({status})" + (f": {text}" if text else "")
+            return kind, False, reason, status, self.scrub(text), None, failures.HTTP
         if 300 <= status < 400:
             text = f"redirect to {redact_url(resp.headers.get('Location', ''))}; fix remote.url"
-        elif status in (401, 403):
-            text = "the server refused the token" + (f": {text}" if text else "")
         retry_after = parse_retry_after(resp.headers.get("Retry-After"), t_recv) if retryable else None
-        return kind, retryable, reason, status, self.scrub(text), retry_after
+        what = f"HTTP {status}" + (f" ({text})" if text else "")
+        if retry_after is not None:
+            what += f", Retry-After {retry_after:g}s"
+        return kind, retryable, reason, status, self.scrub(what), retry_after, failures.HTTP
 
     def _count(self, reason: str) -> None:
         if self.selfmetrics is not None:

@@ -21,12 +21,14 @@ from dataclasses import dataclass
 
 from belabox_metrics.health import registry as healthmod
 from belabox_metrics.platform import boundedhttp
+from belabox_metrics.upload.budget import ByteBudget
 from belabox_metrics.upload.delivery import CycleResult, Delivery, Run, is_config_failure
 from belabox_metrics.upload.retry import RetryPolicy
-from belabox_metrics.upload.transport import Transport
+from belabox_metrics.upload.state import UploadState
+from belabox_metrics.upload.transport import AUTH, Transport
 from belabox_metrics.upload.wire import Encoder
 
-__all__ = ["CycleResult", "DrainProgress", "Uploader"]
+__all__ = ["ByteBudget", "CycleResult", "DrainProgress", "Uploader"]
 
 log = logging.getLogger(__name__)
 
@@ -42,43 +44,6 @@ class DrainProgress:
     wire_bytes: int
     pending_samples: int  # estimate: pending at the start minus what left since
     elapsed_s: float
-
-
-class ByteBudget:
-    """Token bucket in bytes holding at most one second of budget: a request waits until the
-    bucket holds its size, so over any window of T seconds at most rate × (T + 1) bytes go.
-    A request bigger than the bucket waits for a full bucket and leaves a debt behind."""
-
-    def __init__(self, rate: int, clock: Callable[[], float], burst_seconds: float = 1.0):
-        self.clock = clock
-        self.burst_seconds = burst_seconds
-        self.rate = max(0, int(rate))
-        self.tokens = self.rate * burst_seconds
-        self._t = clock()
-
-    def set_rate(self, rate: int) -> None:
-        self._refill()
-        self.rate = max(0, int(rate))
-        self.tokens = min(self.tokens, self.rate * self.burst_seconds)
-
-    def _refill(self) -> None:
-        now = self.clock()
-        if self.rate:
-            self.tokens = min(self.rate * self.burst_seconds, self.tokens + (now - self._t) * self.rate)
-        self._t = now
-
-    def ready_in(self, nbytes: int) -> float:
-        """Seconds until ``nbytes`` may be sent."""
-        if not self.rate:
-            return 0.0
-        self._refill()
-        need = min(nbytes, self.rate * self.burst_seconds)
-        return 0.0 if self.tokens >= need else (need - self.tokens) / self.rate
-
-    def charge(self, nbytes: int) -> None:
-        if self.rate:
-            self._refill()
-            self.tokens -= nbytes
 
 
 class Uploader:
@@ -107,16 +72,40 @@ class Uploader:
         self.delivery = Delivery(spool, selfmetrics, self.transport, Encoder(device_id), timekeeper=timekeeper,
                                  wall=wall, charge=self.budget.charge)
         self._apply(cfg, device_id)
-        self.last_success_wall: float | None = None
-        self.last_error: str | None = None
-        self._last_success_mono: float | None = None
+        self.state = UploadState(clock, wall)
+        self.state.on_success = lambda w: self.selfmetrics.set(LAST_SUCCESS, w)
+        self.transport.on_attempt = self._on_attempt
         self._started_mono = clock()
         self._token_problem: str | None = None
         self._config_error: str | None = None
+        self._report_lock = threading.Lock()
 
     @property
     def last_status(self) -> int | None:
         return self.delivery.last_status
+
+    @property
+    def last_success_wall(self) -> float | None:
+        """Wall time of the last 2xx; never set by a failure, a parked batch or an empty cycle."""
+        return self.state.last_success_wall
+
+    @property
+    def last_error(self) -> str | None:
+        return self.state.error
+
+    def not_before_s(self, token: str | None) -> float:
+        """Seconds until ``token`` may be sent: a server's Retry-After, a refused token (which
+        no longer holds once the token changed)."""
+        return max(self._retry_after_s(), self.state.auth_wait(token))
+
+    def _retry_after_s(self) -> float:
+        nb = self.transport.not_before
+        return max(0.0, nb - self.clock()) if nb is not None else 0.0
+
+    def _on_attempt(self, out) -> None:
+        self.state.attempt(out)
+        if not out.ok:
+            self.report()  # health follows the uploader while the cycle still retries
 
     # --- configuration ----------------------------------------------------------------
 
@@ -179,6 +168,12 @@ class Uploader:
                     res.ok, res.error = False, f"waiting for token: {self._token_problem}"
                     log.warning("upload skipped: %s", res.error)
                     return res
+                wait = self.not_before_s(state.token)
+                if wait > 0:
+                    # A Retry-After or a refused token holds across cycles: nothing goes out yet.
+                    res.stopped, res.deferred_s = True, wait
+                    log.debug("upload deferred %.1fs (Retry-After or refused token)", wait)
+                    return res
 
                 def should_stop() -> bool:
                     if (honor_stop and self._stop.is_set()) or (deadline is not None and self.clock() >= deadline):
@@ -197,6 +192,7 @@ class Uploader:
             except Exception as e:  # a spool or timekeeper fault: report it, keep the thread alive
                 log.exception("upload cycle failed")
                 res.ok, res.error = False, f"{e.__class__.__name__}: {self.transport.scrub(str(e))}"
+                self.state.set_error(res.error)
             finally:
                 res.duration_s = self.clock() - started
                 self._finish(res)
@@ -259,37 +255,66 @@ class Uploader:
     def _finish(self, res: CycleResult) -> None:
         if res.sent_samples:
             self._config_error = None
-        if res.ok and res.error is None:
-            self.last_success_wall = self.wall()
-            self._last_success_mono = self.clock()
-            self.last_error = None
-            self.selfmetrics.set(LAST_SUCCESS, self.last_success_wall)
-        elif not res.ok:
-            self.last_error = res.error
-            if is_config_failure(res):
-                self._config_error = res.error
-        self._report()
+        if not res.ok and is_config_failure(res):
+            self._config_error = res.error
+        if res.failure == AUTH:
+            delay = self.state.token_refused(self._last_token(), self.cfg.upload_interval)
+            log.warning("the server refused the token; next try in %.0fs (or as soon as the token file "
+                        "changes)", delay)
+        self.report()
 
     def _pending_samples(self) -> int | None:
         try:
             return self.spool.stats().pending_samples
-        except Exception as e:  # health must still be reported when the spool misbehaves
+        except Exception as e:  # progress must still be reported when the spool misbehaves
             log.error("spool stats failed: %s", e)
             return None
 
-    def _report(self) -> None:
-        ref = self._last_success_mono if self._last_success_mono is not None else self._started_mono
-        facts = healthmod.UploaderFacts(
-            upload_interval_s=self.cfg.upload_interval, pending_count=self._pending_samples() or 0,
-            since_success_s=max(0.0, self.clock() - ref), last_upload_wall=self.last_success_wall,
-            last_cycle_failed=self.last_error is not None, last_error=self.last_error,
-            last_status=self.delivery.last_status, token_error=self._token_problem,
-            config_error=self._config_error, enabled=bool(self.cfg.remote.url))
+    def _last_token(self) -> str | None:
+        try:
+            return self.token.get().token
+        except Exception:  # a token source fault shows at the next cycle
+            return None
+
+    def report(self, stats=None) -> None:
+        """Put the uploader's state into health; ``stats`` is a spool snapshot the caller
+        already took (so /health and /metrics show the same numbers), else one is taken."""
+        if stats is None:
+            try:
+                stats = self.spool.stats()
+            except Exception as e:  # health must still be reported when the spool misbehaves
+                log.error("spool stats failed: %s", e)
+        with self._report_lock:
+            self.health.update("uploader", *healthmod.uploader_health(self.facts(stats)),
+                               stale_after=self._stale_after())
+
+    def facts(self, st) -> healthmod.UploaderFacts:
+        s = self.state
+        now_mono, now_wall = self.clock(), self.wall()
+        ref = s.last_success_mono if s.last_success_mono is not None else self._started_mono
+        inflight = self.transport.inflight_since
+        return healthmod.UploaderFacts(
+            upload_interval_s=self.cfg.upload_interval, pending_count=st.pending_samples if st else 0,
+            since_success_s=max(0.0, now_mono - ref), last_upload_wall=s.last_success_wall,
+            succeeded=s.last_success_wall is not None, last_cycle_failed=s.error is not None,
+            last_error=s.error, last_error_wall=s.error_since_wall, last_error_cause=s.error_cause,
+            last_error_status=s.error_status,
+            last_status=s.last_status, token_error=self._token_problem,
+            token_refused_status=s.token_refused_status, config_error=self._config_error,
+            enabled=bool(self.cfg.remote.url),
+            pending_bytes=st.pending_bytes if st else 0,
+            oldest_pending_age_s=_age(now_wall, st.oldest_wall_ms if st else None),
+            parked_by_reason=dict(getattr(st, "parked_by_reason", {}) or {}),
+            parked_batches=st.parked_batches if st else 0, parked_bytes=getattr(st, "parked_bytes", 0),
+            oldest_parked_age_s=_age(now_wall, getattr(st, "oldest_parked_wall_ms", None)),
+            inflight_s=None if inflight is None else max(0.0, now_mono - inflight),
+            retry_wait_s=max(self._retry_after_s(), self.state.auth_remaining()) or None)
+
+    def _stale_after(self) -> float:
         # A cycle may run an interval of backlog plus every retry of a request; past that, a
         # silent uploader is a stuck one and health says so (tidewatch showed its last state: W5).
         r = self.cfg.remote
-        stale = 3 * self.cfg.upload_interval + r.retry.max_attempts * (r.timeout + r.retry.max_backoff) + 60
-        self.health.update("uploader", *healthmod.uploader_health(facts), stale_after=stale)
+        return 3 * self.cfg.upload_interval + r.retry.max_attempts * (r.timeout + r.retry.max_backoff) + 60
 
     # --- thread -----------------------------------------------------------------------
 
@@ -315,6 +340,9 @@ class Uploader:
         next_due = self.clock() + self.cfg.upload_interval
         while not self._stop.is_set():
             self._wake.wait(max(0.0, next_due - self.clock()))
+            hold = self.not_before_s(self._last_token())
+            if hold > 0 and not self._stop.is_set():
+                self._stop.wait(hold)  # a Retry-After holds across cycles
             self._wake.clear()
             if self._stop.is_set():
                 break
@@ -342,6 +370,10 @@ class Uploader:
         else:
             self.transport.close()
         self._thread = None
+
+
+def _age(now_wall: float, wall_ms: int | None) -> float | None:
+    return None if wall_ms is None else max(0.0, now_wall - wall_ms / 1000)
 
 
 def _unseen(slices, seen: set) -> list:
