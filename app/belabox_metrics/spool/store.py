@@ -18,7 +18,7 @@ import os
 import sqlite3
 import threading
 import time
-from collections.abc import Collection, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterator, Sequence
 from dataclasses import dataclass, field
 from urllib.parse import quote
 
@@ -281,14 +281,18 @@ class Spool:
         """Write the batches held for commit_interval (or too many held); returns batches."""
         if self.guard.moved() and self.guard.rebuild_due():
             self._rebuild(self.guard.moved() or "spool file moved")
-        return self._commit(self._held.due(now_mono, self.cfg.commit_interval, COMMIT_EARLY_SAMPLES), now_mono)
+        return self._commit(lambda: self._held.due(now_mono, self.cfg.commit_interval, COMMIT_EARLY_SAMPLES),
+                            now_mono)
 
     def flush(self) -> int:
         """Write everything still held (shutdown)."""
-        return self._commit(self._held.take_all(), self._clock())
+        return self._commit(self._held.take_all, self._clock())
 
-    def _commit(self, entries: list[Entry], now_mono: float) -> int:
+    def _commit(self, select: Callable[[], list[Entry]], now_mono: float) -> int:
+        # Batches leave `_held` under the commit lock: an acknowledgement (which takes it too) then
+        # finds each batch either still held or already in a row, never in between.
         with self._commit_lock:
+            entries = select()
             self.last_committed_wall_ms = []
             if not entries:
                 return 0
@@ -359,7 +363,9 @@ class Spool:
         with self._db:
             rows, bad = self._reader.take("DESC", room, (), newer_than_ms)
         self._drop_rows(bad, "corrupt")
-        return out + rows
+        # A batch written between the two reads is in both: hand it out once.
+        held_ids = {h.batch_id for h in out}
+        return out + [r for r in rows if r.batch_id not in held_ids]
 
     def take_oldest(self, max_samples: int, exclude_ids: Collection[int] = ()) -> list[Slice]:
         """The oldest pending samples, oldest first, skipping batches in ``exclude_ids``."""
@@ -469,11 +475,10 @@ class Spool:
         """Set batches aside: never taken, counted in stats, expired after parked_max_age. Held
         batches are written first: parked data may wait for days."""
         since = int(time.time() * 1000) if now_wall_ms is None else now_wall_ms
-        held = self._held.take_ids(batch_ids)
-        if held:
-            self._commit(held, self._clock())
+        ids = list(batch_ids)
+        self._commit(lambda: self._held.take_ids(ids), self._clock())
         with self._db:
-            moved = upkeep.set_parked(self._writer, list(batch_ids), True, reason, since)
+            moved = upkeep.set_parked(self._writer, ids, True, reason, since)
         self._totals.move(moved, to_parked=True)
         self._refresh_ends()
         self._refresh_parked()
