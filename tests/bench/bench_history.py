@@ -30,7 +30,7 @@ sys.path[:0] = [str(HERE.parents[2] / "app"), str(HERE.parents[2])]
 
 from belabox_metrics.config import StorageConfig  # noqa: E402
 from belabox_metrics.samples import Batch  # noqa: E402
-from belabox_metrics.spool import history as h  # noqa: E402
+from belabox_metrics.spool.history import persist as h  # noqa: E402
 from belabox_metrics.spool.store import Spool  # noqa: E402
 from tests.support.cli import cli_argv, cli_env  # noqa: E402
 from tests.support.spoolgen import BatchGen  # noqa: E402

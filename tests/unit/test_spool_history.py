@@ -9,8 +9,8 @@ import zlib
 
 from belabox_metrics.config import StorageConfig
 from belabox_metrics.samples import Batch, sample
-from belabox_metrics.spool import history as h
-from belabox_metrics.spool import history_query as hq
+from belabox_metrics.spool.history import persist as h
+from belabox_metrics.spool.history import query as hq
 from belabox_metrics.spool.store import Spool
 from belabox_metrics.timeline import render_screen
 

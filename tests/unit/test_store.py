@@ -619,8 +619,8 @@ def test_read_only_view_sees_the_spool_and_changes_nothing(db, monkeypatch):
     # SQLite leaves an empty -wal (and a -shm) behind a read-only WAL reader; the data is untouched.
     assert Path(db).read_bytes() == before and os.path.getsize(db + "-wal") == 0
     monkeypatch.setattr(store_schema, "BUSY_TIMEOUT_S", 0.05)
-    from belabox_metrics.spool import store
-    monkeypatch.setattr(store, "BUSY_TIMEOUT_S", 0.05)
+    from belabox_metrics.spool import opening
+    monkeypatch.setattr(opening, "BUSY_TIMEOUT_S", 0.05)
     sp = open_spool(db)
     with pytest.raises(StoreError, match="locked"):
         Spool.open_readonly(db, CFG)

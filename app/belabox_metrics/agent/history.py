@@ -17,8 +17,8 @@ import time
 from urllib.parse import parse_qs
 
 from belabox_metrics.samples import Batch
-from belabox_metrics.spool import history as store_history
-from belabox_metrics.spool import history_query
+from belabox_metrics.spool.history import persist as store_history
+from belabox_metrics.spool.history import query as history_query
 
 log = logging.getLogger(__name__)
 

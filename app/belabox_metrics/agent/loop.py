@@ -17,7 +17,7 @@ import time
 from dataclasses import dataclass
 
 from belabox_metrics import config as configmod
-from belabox_metrics.agent import reconfigure, relocate, reporting, residency
+from belabox_metrics.agent import chores, reconfigure, relocate, reporting, residency
 from belabox_metrics.config import child as config_child
 from belabox_metrics.health import registry as health
 from belabox_metrics.health.selfmetrics import SelfMetrics
@@ -105,40 +105,15 @@ class Agent:
             log.warning("storage: %s", self.spool.open_report.message)
         self.timekeeper = timekeeping.Timekeeper(self.cfg, procfs=self.roots.procfs,
                                                  selfmetrics=self.selfmetrics)
-        self._start_history()
+        chores.start_history(self)
         reconfigure.build(self)
         if self.server is not None:
             self.server.history = self.history.answer
         self._report_storage()
-        self._start_clock_thread()
-
-    def _start_history(self) -> None:
-        from belabox_metrics import __version__
-        from belabox_metrics.agent.history import AgentHistory
-        # A callable: a reload's new retention applies at the next write.
-        self.history = AgentHistory(self.spool, lambda: self.cfg.storage.history_retention, self.device_id,
-                                    monotonic=self.monotonic)
-        wall_ms, boot_id, _, _ = self.timekeeper.stamp()
-        self.history.record_start(wall_ms, boot_id, __version__)
+        chores.start_clock_thread(self)
 
     def start_uploader(self) -> None:
         reconfigure.start_uploader(self)
-
-    def _start_clock_thread(self) -> None:
-        t = threading.Thread(target=self._clock_loop, name="clock", daemon=True)
-        t.start()
-
-    def _clock_loop(self) -> None:
-        """Skew checks make HTTP requests, so they never run on the collection loop. Without a
-        time source the timekeeper asks for retries sooner than the configured interval."""
-        while not self._stop.is_set():
-            url = self.cfg.clock_skew_url
-            if url and self.timekeeper.check_due():
-                try:
-                    self.timekeeper.check_skew(url)
-                except Exception:  # one bad check must not end clock monitoring
-                    log.exception("clock skew check failed")
-            self._stop.wait(5.0)
 
     # --- the loop ---------------------------------------------------------------------
 
@@ -163,7 +138,7 @@ class Agent:
         except Exception as e:  # a full or failing disk must show in health, not kill collection
             self._commit_error = str(e)
             log.error("spool: %s", e)
-        self._expire_parked(now)
+        chores.expire_parked(self, now)
         relocate.maybe_return(self, now)
         if now >= self._next_trim:
             residency.trim()
@@ -179,19 +154,6 @@ class Agent:
     _next_trim = 0.0
     _next_home_check = 0.0
     _home_blocked = False
-
-    def _expire_parked(self, now: float) -> None:
-        """Drop parked batches (earlier boot, untrusted clock) past storage.parked_max_age,
-        judged by the best known true time; without any time source nothing is judged."""
-        if now < self._next_expiry:
-            return
-        self._next_expiry = now + 60.0
-        true_now = self.timekeeper.now_ms()
-        if true_now is None:
-            return
-        dropped = self.spool.expire_parked(true_now, self.cfg.storage.parked_max_age)
-        if dropped:
-            log.warning("dropped %d parked samples older than storage.parked_max_age", dropped)
 
     def run(self) -> int:
         self._install_signals()

@@ -16,7 +16,8 @@ import time
 
 from belabox_metrics import exitcodes
 from belabox_metrics.commands.common import load_config
-from belabox_metrics.spool import history_fetch, history_query
+from belabox_metrics.spool.history import fetch as history_fetch
+from belabox_metrics.spool.history import query as history_query
 from belabox_metrics.timeline import render_html, render_screen
 from belabox_metrics.timeline.history import HistoryError
 from belabox_metrics.timeline.screen import want_color

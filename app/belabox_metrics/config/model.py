@@ -112,7 +112,7 @@ class StorageConfig:
     commit_interval: float = 120.0  # > upload_interval, so an acknowledged batch is never written
     fallback_path: str = ""  # e.g. /data/belabox-metrics on read-only-root images
     parked_max_age: float = 7 * 86400.0  # untrusted-clock batches of earlier boots
-    history_retention: float = 86400.0  # key signals kept for `history` after upload (spool/history.py)
+    history_retention: float = 86400.0  # key signals kept for `history` after upload (spool/history/persist.py)
 
 
 @dataclass(frozen=True)

@@ -127,7 +127,7 @@ def collect(report: dict[str, Any], args, environ: dict[str, str] | None = None)
     b = _Bundle(diagnose_secrets.redactor(cfg, environ))
     b.add("report.txt", diagnose_report.render(report, width=80, colour=False))
     b.add_json("report.json", report)
-    from belabox_metrics.spool.history_fetch import bundle_page  # the last day's key signals (issue 15)
+    from belabox_metrics.spool.history.fetch import bundle_page  # the last day's key signals (issue 15)
     b.add("timeline.html", bundle_page(cfg, (report.get("spool") or {}).get("path"), time.time()))
     plain = b.red.config(configmod.to_plain(cfg))
     b.add("config-effective.yaml", f"# effective configuration from {cfg.source}\n"

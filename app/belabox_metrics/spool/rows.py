@@ -12,8 +12,8 @@ from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass
 
 from belabox_metrics.samples import Batch
-from belabox_metrics.spool import history as store_history
 from belabox_metrics.spool.codec import CodecError, Dictionary, encode, make_dictionary, series_json
+from belabox_metrics.spool.history import persist as store_history
 from belabox_metrics.spool.reader import read_dictionary
 from belabox_metrics.spool.schema import DICT_TABLES, PAGE_SIZE, Budget
 
@@ -235,7 +235,7 @@ class RowWriter:
         """Delete the oldest batches (parked ones included) until ``pages`` are free; False when
         there was nothing to delete."""
         def fn(c):
-            # History goes first: it never displaces a pending batch (spool/history.py).
+            # History goes first: it never displaces a pending batch (spool/history/persist.py).
             freed, victims = store_history.free_space(c, pages, pages_for), []
             if freed >= pages:
                 return victims, freed

@@ -43,7 +43,7 @@ SCHEMA_V2 = (
     "INSERT INTO dict_copies SELECT id, data FROM dicts",
 )
 
-# Field history (spool/history.py): key-signal points of acknowledged batches, one compressed
+# Field history (spool/history/persist.py): key-signal points of acknowledged batches, one compressed
 # row per ~10 min, and the agent's start/stop marks.
 SCHEMA_V3 = (
     "CREATE TABLE IF NOT EXISTS history (id INTEGER PRIMARY KEY, start_ms INTEGER NOT NULL, end_ms INTEGER NOT NULL, "

@@ -14,35 +14,25 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import os
 import sqlite3
 import threading
-import time
 from collections.abc import Callable, Collection, Iterator, Sequence
 from dataclasses import dataclass, field
-from urllib.parse import quote
 
 from belabox_metrics.config import StorageConfig
 from belabox_metrics.health.selfmetrics import SelfMetrics
 from belabox_metrics.samples import Batch
 from belabox_metrics.spool import guard as spool_guard
-from belabox_metrics.spool import upkeep
 from belabox_metrics.spool.held import EST_BYTES_PER_SAMPLE, Entry, Held
+from belabox_metrics.spool.opening import Opening, OpenReport
 from belabox_metrics.spool.reader import RowReader, Slice
 from belabox_metrics.spool.rows import Change, RowWriter
 from belabox_metrics.spool.schema import (
-    BUSY_TIMEOUT_S,
     Budget,
-    DamagedError,
     StoreError,
-    check,
-    configure,
-    connect,
-    is_damage,
-    is_locked,
-    migrate,
 )
 from belabox_metrics.spool.totals import Totals
+from belabox_metrics.spool.upkeep import Upkeep, file_size
 
 log = logging.getLogger(__name__)
 
@@ -75,15 +65,10 @@ class SpoolStats:
     oldest_parked_wall_ms: int | None = None
 
 
-@dataclass(frozen=True)
-class OpenReport:
-    quarantined: str | None
-    salvaged_batches: int
-    salvaged_samples: int
-    message: str
+class Spool(Opening, Upkeep):
+    """The spool: batches held in memory and written rows, taken by the uploader and acknowledged.
+    Opening (spool/opening.py) and upkeep (spool/upkeep.py) are the mixins' part."""
 
-
-class Spool:
     def __init__(self, conn: sqlite3.Connection, path: str, cfg: StorageConfig, budget: Budget,
                  selfmetrics: SelfMetrics | None, clock) -> None:
         self._conn = conn
@@ -105,166 +90,7 @@ class Spool:
         self.open_report = OpenReport(None, 0, 0, "")
         self.guard = spool_guard.Guard(path, clock)
 
-    def wal_share_bytes(self) -> int:
-        """What the WAL may hold before it is checkpointed and truncated (journal_size_limit)."""
-        return self._budget.wal_bytes
-
-    def reconfigure(self, cfg: StorageConfig) -> int:
-        """SIGHUP: a new size cap, commit interval and checkpoint settings take effect now
-        (the path does not: the agent says a restart is needed). Returns samples dropped to
-        fit a smaller cap, counted like every other drop."""
-        budget = Budget.of(cfg)
-        with self._db:
-            self.cfg = cfg
-            if budget == self._budget:
-                return 0
-            self._budget = budget
-            self._writer.budget = budget
-            configure(self._conn, budget)
-            shrunk = upkeep.enforce_cap(self._writer)  # records its drops in the table itself
-            if any(shrunk.values()):
-                totals, self._totals = self._totals, Totals()
-                try:
-                    self._load()
-                except sqlite3.Error:
-                    self._totals = totals
-                    raise
-        self._count(shrunk, persist=False, totals=False)
-        return sum(shrunk.values())
-
     # --- opening ------------------------------------------------------------------------
-
-    @classmethod
-    def open(cls, path: str, cfg: StorageConfig, selfmetrics: SelfMetrics | None = None,
-             clock=time.monotonic) -> Spool:
-        """Create directories, check integrity (quarantine + salvage on damage), migrate."""
-        from belabox_metrics.spool import salvage as store_salvage
-
-        path = os.path.abspath(path)
-        try:
-            os.makedirs(os.path.dirname(path), exist_ok=True)
-        except OSError as e:
-            raise StoreError(f"{os.path.dirname(path)}: cannot create the spool directory "
-                             f"({e.strerror or e})") from None
-        budget = Budget.of(cfg)
-        quarantined = damage = None
-        empty = spool_guard.empty_file(path)
-        if empty:  # SQLite would take it for a new database without a word
-            log.warning("spool %s is an empty file (0 bytes): initialising a new spool; what it "
-                        "held before, if anything, is gone and cannot be counted", path)
-        try:
-            conn = cls._prepare(path, budget)
-        except DamagedError as e:
-            damage = str(e)
-            try:
-                quarantined = store_salvage.quarantine(path)
-            except OSError as err:
-                raise StoreError(f"{path}: {damage}, and it cannot be moved aside "
-                                 f"({err.strerror or err})") from None
-            log.error("spool %s: %s; moved to %s", path, damage, quarantined)
-            conn = cls._prepare(path, budget)
-        spool = cls(conn, path, cfg, budget, selfmetrics, clock)
-        with spool._db:
-            shrunk = upkeep.enforce_cap(spool._writer)
-        spool._load()
-        spool._count(shrunk, persist=False, totals=False)  # _load read them from the table
-        if empty:
-            spool.guard.notice("spool file was empty (0 bytes) at start: initialised a new one")
-            spool.open_report = OpenReport(None, 0, 0, "spool file was empty (0 bytes): initialised")
-        elif quarantined is None:
-            st = spool.stats()
-            spool.open_report = OpenReport(None, 0, 0, f"spool ok: {st.pending_samples} samples pending")
-        else:
-            spool.open_report = spool._salvage(quarantined, damage or "damaged")
-        return spool
-
-    @classmethod
-    def open_readonly(cls, path: str, cfg: StorageConfig) -> Spool:
-        """A look without touching (``diagnose``, ``queue stats|export``): SQLite's mode=ro, so no
-        migration, checkpoint or salvage, and a damaged file stays as found. While the agent runs
-        it fails with "database is locked": the agent holds the file exclusively."""
-        path = os.path.abspath(path)
-        if not os.path.exists(path):
-            raise StoreError(f"{path}: no spool file")
-        try:
-            conn = sqlite3.connect(f"file:{quote(path)}?mode=ro", uri=True, timeout=BUSY_TIMEOUT_S,
-                                   isolation_level=None, check_same_thread=False)
-            spool = cls(conn, path, cfg, Budget.of(cfg), None, time.monotonic)
-            spool._readonly = True
-            spool._load()
-        except sqlite3.Error as e:
-            raise StoreError(f"{path}: cannot read the spool ({e})") from None
-        return spool
-
-    @staticmethod
-    def _prepare(path: str, budget: Budget) -> sqlite3.Connection:
-        try:
-            conn = connect(path)
-        except sqlite3.Error as e:
-            raise StoreError(f"{path}: cannot open the spool ({e})") from None
-        try:
-            configure(conn, budget)
-            check(conn)
-            migrate(conn)
-        except DamagedError:
-            conn.close()
-            raise
-        except sqlite3.DatabaseError as e:
-            conn.close()
-            if is_damage(e):
-                raise DamagedError(f"not a usable database ({e})") from None
-            if is_locked(e):
-                raise StoreError(f"{path}: in use by another process (the agent holds it while it "
-                                 "runs)") from None
-            raise StoreError(f"{path}: cannot use the spool ({e})") from None
-        return conn
-
-    def _load(self) -> None:
-        """Running totals from one pass over the small columns (the blobs are not read)."""
-        t = self._totals
-        q = ("SELECT parked, count(*), coalesce(sum(n - done), 0), "
-             "coalesce(sum(length(data) * (n - done) / n), 0) FROM batches GROUP BY parked")
-        for parked, count, samples, nbytes in self._conn.execute(q):
-            if parked:
-                t.parked_batches, t.parked_samples = count, samples
-            else:
-                t.batches, t.samples, t.bytes = count, samples, nbytes
-        t.count({r: int(n) for r, n in self._conn.execute("SELECT reason, samples FROM dropped")})
-        self._refresh_ends()
-        self._refresh_parked()
-
-    def _salvage(self, quarantined: str, damage: str) -> OpenReport:
-        from belabox_metrics.spool import salvage as store_salvage
-
-        rep = store_salvage.Salvage()
-        chunk: list[tuple[Batch, str | None]] = []
-        for item in store_salvage.salvage(quarantined, rep):
-            chunk.append(item)
-            if len(chunk) >= 256:
-                self._store_salvaged(chunk)
-                chunk = []
-        self._store_salvaged(chunk)
-        self._count({"corrupt": rep.lost_samples})
-        self._count(rep.dropped, metrics=False)  # the old file's history, not new drops
-        msg = (f"spool was damaged ({damage}); moved to {os.path.basename(quarantined)}; salvaged "
-               f"{rep.batches} batches ({rep.samples} samples)")
-        if rep.lost_batches:
-            msg += f", {rep.lost_batches} unreadable batches ({rep.lost_samples} samples) counted as dropped"
-        if rep.error:
-            msg += f"; nothing readable: {rep.error}"
-        log.warning("%s", msg)
-        return OpenReport(quarantined, rep.batches, rep.samples, msg)
-
-    def _store_salvaged(self, items: list[tuple[Batch, str | None]]) -> None:
-        if not items:
-            return
-        ids = self._insert([b for b, _ in items])
-        by_reason: dict[str, list[int]] = {}
-        for i, (_, reason) in zip(ids, items, strict=True):
-            if reason is not None:
-                by_reason.setdefault(reason, []).append(i)
-        for reason, group in by_reason.items():
-            self.park(group, reason)
 
     # --- writing ------------------------------------------------------------------------
 
@@ -311,35 +137,6 @@ class Spool:
             self.guard.committed()
             self.last_committed_wall_ms = [e.batch.wall_ms for e in entries]
             return len(entries)
-
-    def relocate(self, target: str) -> None:
-        """Move to ``target`` (persistent storage usable again after a volatile start)."""
-        self._rebuild(f"moved from {self.path}", os.path.abspath(target))
-
-    def _rebuild(self, why: str, target: str | None = None) -> None:
-        """The path no longer leads to the open file (spool.guard): copy what the connection
-        still reads to a new file there and carry on with it. On failure the old file stays
-        in use and the guard holds the fault; the next try follows after RETRY_REBUILD_S."""
-        target = target or self.path
-        with self._commit_lock, self._db:
-            try:
-                spool_guard.copy_to(self._conn, target)
-            except (sqlite3.Error, OSError) as e:
-                self.guard.cannot_rebuild(why, e)
-                return
-            spool_guard.retire(self._conn, self.path)
-            if target != self.path:
-                spool_guard.discard(self.path)  # copied; a volatile leftover would only confuse
-                self.path = self.guard.path = target
-            self._conn = conn = self._prepare(target, self._budget)
-            old_writer, self._writer = self._writer, RowWriter(conn, self._budget)
-            # Held batches keep the ids they were given: the new file's numbering goes on after them.
-            self._writer._next_id = max(self._writer._next_id, old_writer._next_id)
-            self._reader = RowReader(conn, self._writer.boot_name)
-            upkeep.enforce_cap(self._writer)
-            self._totals = Totals()
-            self._load()
-        self.guard.rebuilt(why, self.stats().pending_batches)
 
     def _insert(self, batches: list[Batch], ids: list[int] | None = None) -> list[int]:
         with self._db:
@@ -462,54 +259,13 @@ class Spool:
             for r, n in drops.items():
                 self._sm.inc(DROPPED_METRIC, n, {"reason": r})
 
-    def _refresh_ends(self) -> None:
-        with self._db:
-            q = "SELECT wall_ms FROM batches WHERE parked = 0 ORDER BY id {} LIMIT 1"
-            first = self._conn.execute(q.format("ASC")).fetchone()
-            last = self._conn.execute(q.format("DESC")).fetchone()
-        self._totals.set_ends(first[0] if first else None, last[0] if last else None)
-
     # --- batches whose clock cannot be trusted ----------------------------------------------
 
-    def park(self, batch_ids: Collection[int], reason: str, now_wall_ms: int | None = None) -> None:
-        """Set batches aside: never taken, counted in stats, expired after parked_max_age. Held
-        batches are written first: parked data may wait for days."""
-        since = int(time.time() * 1000) if now_wall_ms is None else now_wall_ms
-        ids = list(batch_ids)
-        self._commit(lambda: self._held.take_ids(ids), self._clock())
-        with self._db:
-            moved = upkeep.set_parked(self._writer, ids, True, reason, since)
-        self._totals.move(moved, to_parked=True)
-        self._refresh_ends()
-        self._refresh_parked()
-
-    def unpark(self, batch_ids: Collection[int]) -> None:
-        with self._db:
-            moved = upkeep.set_parked(self._writer, list(batch_ids), False)
-        self._totals.move(moved, to_parked=False)
-        self._refresh_ends()
-        self._refresh_parked()
-
-    def parked(self) -> list[tuple[int, str, int, int]]:
-        """(batch_id, boot_id, wall_ms, samples) of every parked batch, oldest first."""
-        with self._db:
-            return self._reader.parked()
-
-    def expire_parked(self, now_wall_ms: int, max_age_s: float) -> int:
-        """Drop (reason ``untrusted_clock``) batches parked longer than max_age_s; returns samples."""
-        with self._db:
-            ids = upkeep.expired_parked(self._writer, now_wall_ms, int(max_age_s * 1000))
-            changes = self._writer.delete_rows(ids, "untrusted_clock") if ids else []
-        self._after(changes)
-        n = sum(c.new_done - c.old_done for c in changes)
-        self._count({"untrusted_clock": n}, persist=False)
-        return n
-
-    # --- field history (spool/history.py owns the tables) -------------------------------
+    # --- field history (spool/history/persist.py owns the tables) -------------------------------
 
     @contextlib.contextmanager
     def history_db(self) -> Iterator[sqlite3.Connection]:
-        """The connection under the spool's lock, for spool/history.py's reads and writes."""
+        """The connection under the spool's lock, for spool/history/persist.py's reads and writes."""
         with self._db:
             yield self._conn
 
@@ -524,36 +280,9 @@ class Spool:
         oldest = oldest if h_oldest is None or (oldest is not None and oldest <= h_oldest) else h_oldest
         newest = newest if h_newest is None or (newest is not None and newest >= h_newest) else h_newest
         return SpoolStats(batches + hb, samples + hs, nbytes + hs * EST_BYTES_PER_SAMPLE, oldest, newest,
-                          _size(self.path), _size(self.path + "-wal"), dropped, pb, ps, self.path, hb, hs,
+                          file_size(self.path), file_size(self.path + "-wal"), dropped, pb, ps, self.path, hb, hs,
                           parked_by_reason=by_reason, parked_bytes=parked_bytes,
                           oldest_parked_wall_ms=oldest_parked)
-
-    def maintain(self, now_mono: float) -> None:
-        """Checkpoint the WAL every wal_checkpoint_interval, or sooner once it passes its share
-        of the cap; forget unused dictionaries on the same schedule."""
-        due = now_mono - self._last_checkpoint >= self.cfg.wal_checkpoint_interval
-        big = _size(self.path + "-wal") > self._budget.wal_checkpoint_bytes
-        if not (due or big):
-            return
-        self._last_checkpoint = now_mono
-        with self._db:
-            if due:
-                self._writer.gc()
-            # RESTART keeps the WAL file, so later commits overwrite its blocks instead of making
-            # ext4 allocate new ones (which data=ordered flushes at once); TRUNCATE when it grew.
-            mode = "TRUNCATE" if big else "RESTART"
-            busy, frames, done = self._conn.execute(f"PRAGMA wal_checkpoint({mode})").fetchone()
-        log.debug("spool checkpoint (%s): %d of %d frames%s", "interval" if due else "size",
-                  done, frames, ", busy" if busy else "")
-
-    def vacuum(self) -> None:
-        """Rewrite the file to its live size (``queue drain``); briefly needs that much again."""
-        self.flush()
-        with self._db:
-            self._writer.gc()
-            self._conn.execute("VACUUM")
-            # VACUUM went through the WAL: copy it home and give the space back now.
-            self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
 
     def close(self) -> None:
         """Commit the buffer, checkpoint, close. Safe to call twice."""
@@ -577,10 +306,3 @@ class Spool:
                     self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
                 finally:
                     self._conn.close()
-
-
-def _size(path: str) -> int:
-    try:
-        return os.stat(path).st_size
-    except OSError:
-        return 0

@@ -4,9 +4,27 @@ writer stays about writing."""
 
 from __future__ import annotations
 
+import logging
+import os
+import sqlite3
+import time
 from collections.abc import Collection
 
+from belabox_metrics.config import StorageConfig
+from belabox_metrics.spool import guard as spool_guard
+from belabox_metrics.spool.reader import RowReader
 from belabox_metrics.spool.rows import RowWriter
+from belabox_metrics.spool.schema import Budget, configure
+from belabox_metrics.spool.totals import Totals
+
+log = logging.getLogger("belabox_metrics.spool.store")
+
+
+def file_size(path: str) -> int:
+    try:
+        return os.stat(path).st_size
+    except OSError:
+        return 0
 
 
 def set_parked(writer: RowWriter, ids: Collection[int], parked: bool, reason: str = "", since_ms: int = 0
@@ -57,3 +75,146 @@ def enforce_cap(writer: RowWriter) -> dict[str, int]:
     # it to the current size, hence the shrinking above.
     c.execute(f"PRAGMA max_page_count = {writer.budget.max_pages}")
     return drops
+
+
+class Upkeep:
+    """Spool's upkeep (a mixin: the state is Spool's): live settings, checkpoints, vacuum, a
+    spool moved or rebuilt, and parking."""
+
+    def wal_share_bytes(self) -> int:
+        """What the WAL may hold before it is checkpointed and truncated (journal_size_limit)."""
+        return self._budget.wal_bytes
+
+    def reconfigure(self, cfg: StorageConfig) -> int:
+        """SIGHUP: a new size cap, commit interval and checkpoint settings take effect now
+        (the path does not: the agent says a restart is needed). Returns samples dropped to
+        fit a smaller cap, counted like every other drop."""
+        budget = Budget.of(cfg)
+        with self._db:
+            self.cfg = cfg
+            if budget == self._budget:
+                return 0
+            self._budget = budget
+            self._writer.budget = budget
+            configure(self._conn, budget)
+            shrunk = enforce_cap(self._writer)  # records its drops in the table itself
+            if any(shrunk.values()):
+                totals, self._totals = self._totals, Totals()
+                try:
+                    self._load()
+                except sqlite3.Error:
+                    self._totals = totals
+                    raise
+        self._count(shrunk, persist=False, totals=False)
+        return sum(shrunk.values())
+
+    def relocate(self, target: str) -> None:
+        """Move to ``target`` (persistent storage usable again after a volatile start)."""
+        self._rebuild(f"moved from {self.path}", os.path.abspath(target))
+
+    def _rebuild(self, why: str, target: str | None = None) -> None:
+        """The path no longer leads to the open file (spool.guard): copy what the connection
+        still reads to a new file there and carry on with it. On failure the old file stays
+        in use and the guard holds the fault; the next try follows after RETRY_REBUILD_S."""
+        target = target or self.path
+        with self._commit_lock, self._db:
+            try:
+                spool_guard.copy_to(self._conn, target)
+            except (sqlite3.Error, OSError) as e:
+                self.guard.cannot_rebuild(why, e)
+                return
+            spool_guard.retire(self._conn, self.path)
+            if target != self.path:
+                spool_guard.discard(self.path)  # copied; a volatile leftover would only confuse
+                self.path = self.guard.path = target
+            self._conn = conn = self._prepare(target, self._budget)
+            old_writer, self._writer = self._writer, RowWriter(conn, self._budget)
+            # Held batches keep the ids they were given: the new file's numbering goes on after them.
+            self._writer._next_id = max(self._writer._next_id, old_writer._next_id)
+            self._reader = RowReader(conn, self._writer.boot_name)
+            enforce_cap(self._writer)
+            self._totals = Totals()
+            self._load()
+        self.guard.rebuilt(why, self.stats().pending_batches)
+
+    def maintain(self, now_mono: float) -> None:
+        """Checkpoint the WAL every wal_checkpoint_interval, or sooner once it passes its share
+        of the cap; forget unused dictionaries on the same schedule."""
+        due = now_mono - self._last_checkpoint >= self.cfg.wal_checkpoint_interval
+        big = file_size(self.path + "-wal") > self._budget.wal_checkpoint_bytes
+        if not (due or big):
+            return
+        self._last_checkpoint = now_mono
+        with self._db:
+            if due:
+                self._writer.gc()
+            # RESTART keeps the WAL file, so later commits overwrite its blocks instead of making
+            # ext4 allocate new ones (which data=ordered flushes at once); TRUNCATE when it grew.
+            mode = "TRUNCATE" if big else "RESTART"
+            busy, frames, done = self._conn.execute(f"PRAGMA wal_checkpoint({mode})").fetchone()
+        log.debug("spool checkpoint (%s): %d of %d frames%s", "interval" if due else "size",
+                  done, frames, ", busy" if busy else "")
+
+    def vacuum(self) -> None:
+        """Rewrite the file to its live size (``queue drain``); briefly needs that much again."""
+        self.flush()
+        with self._db:
+            self._writer.gc()
+            self._conn.execute("VACUUM")
+            # VACUUM went through the WAL: copy it home and give the space back now.
+            self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+
+    def park(self, batch_ids: Collection[int], reason: str, now_wall_ms: int | None = None) -> None:
+        """Set batches aside: never taken, counted in stats, expired after parked_max_age. Held
+        batches are written first: parked data may wait for days."""
+        since = int(time.time() * 1000) if now_wall_ms is None else now_wall_ms
+        ids = list(batch_ids)
+        self._commit(lambda: self._held.take_ids(ids), self._clock())
+        with self._db:
+            moved = set_parked(self._writer, ids, True, reason, since)
+        self._totals.move(moved, to_parked=True)
+        self._refresh_ends()
+        self._refresh_parked()
+
+    def unpark(self, batch_ids: Collection[int]) -> None:
+        with self._db:
+            moved = set_parked(self._writer, list(batch_ids), False)
+        self._totals.move(moved, to_parked=False)
+        self._refresh_ends()
+        self._refresh_parked()
+
+    def parked(self) -> list[tuple[int, str, int, int]]:
+        """(batch_id, boot_id, wall_ms, samples) of every parked batch, oldest first."""
+        with self._db:
+            return self._reader.parked()
+
+    def expire_parked(self, now_wall_ms: int, max_age_s: float) -> int:
+        """Drop (reason ``untrusted_clock``) batches parked longer than max_age_s; returns samples."""
+        with self._db:
+            ids = expired_parked(self._writer, now_wall_ms, int(max_age_s * 1000))
+            changes = self._writer.delete_rows(ids, "untrusted_clock") if ids else []
+        self._after(changes)
+        n = sum(c.new_done - c.old_done for c in changes)
+        self._count({"untrusted_clock": n}, persist=False)
+        return n
+
+    def _load(self) -> None:
+        """Running totals from one pass over the small columns (the blobs are not read)."""
+        t = self._totals
+        q = ("SELECT parked, count(*), coalesce(sum(n - done), 0), "
+             "coalesce(sum(length(data) * (n - done) / n), 0) FROM batches GROUP BY parked")
+        for parked, count, samples, nbytes in self._conn.execute(q):
+            if parked:
+                t.parked_batches, t.parked_samples = count, samples
+            else:
+                t.batches, t.samples, t.bytes = count, samples, nbytes
+        t.count({r: int(n) for r, n in self._conn.execute("SELECT reason, samples FROM dropped")})
+        self._refresh_ends()
+        self._refresh_parked()
+
+    def _refresh_ends(self) -> None:
+        with self._db:
+            q = "SELECT wall_ms FROM batches WHERE parked = 0 ORDER BY id {} LIMIT 1"
+            first = self._conn.execute(q.format("ASC")).fetchone()
+            last = self._conn.execute(q.format("DESC")).fetchone()
+        self._totals.set_ends(first[0] if first else None, last[0] if last else None)

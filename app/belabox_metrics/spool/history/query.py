@@ -27,8 +27,8 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime, timezone
 
 from belabox_metrics.spool import codec
-from belabox_metrics.spool import history as h
 from belabox_metrics.spool.codec import CodecError
+from belabox_metrics.spool.history import persist as h
 from belabox_metrics.spool.reader import read_dictionary
 
 log = logging.getLogger(__name__)

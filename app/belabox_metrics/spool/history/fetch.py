@@ -17,7 +17,7 @@ from urllib.parse import quote, urlencode
 
 from belabox_metrics import config as configmod
 from belabox_metrics.platform import lock
-from belabox_metrics.spool import history_query
+from belabox_metrics.spool.history import query as history_query
 
 AGENT_TIMEOUT = 60.0
 BUNDLE_HOURS = 24
