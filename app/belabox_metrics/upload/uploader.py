@@ -7,8 +7,10 @@ under ``remote.max_bytes_per_second``, because the uplink also carries the live 
 and stops at the end of the interval so the next live lane is never late. Tidewatch sent
 one batch per interval, oldest first, so a day offline took days to drain (W33).
 
-How slices reach the server and leave the spool is delivery.py; the bytes on the wire
-are wire.py; one POST with its retries is transport.py.
+This module owns the cycle (its order, token, deadline and pacing), configuration and
+the thread. What each lane takes is lanes.py; how the uploader shows in health is
+reporting.py; how slices reach the server and leave the spool is delivery.py; the bytes on
+the wire are wire.py; one POST with its retries is transport.py.
 """
 
 from __future__ import annotations
@@ -17,12 +19,19 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 
 from belabox_metrics.health import registry as healthmod
 from belabox_metrics.platform import boundedhttp
 from belabox_metrics.upload.budget import ByteBudget
-from belabox_metrics.upload.delivery import CycleResult, Delivery, Run, is_config_failure
+from belabox_metrics.upload.delivery import CycleResult, Delivery, Run
+from belabox_metrics.upload.lanes import (
+    LIVE_WINDOW_INTERVALS,
+    DrainProgress,
+    backlog_lane,
+    live_lane,
+    progress_reporter,
+)
+from belabox_metrics.upload.reporting import UploaderHealth
 from belabox_metrics.upload.retry import RetryPolicy
 from belabox_metrics.upload.state import UploadState
 from belabox_metrics.upload.transport import AUTH, Transport
@@ -33,19 +42,6 @@ __all__ = ["ByteBudget", "CycleResult", "DrainProgress", "Uploader"]
 log = logging.getLogger(__name__)
 
 LAST_SUCCESS = "metrics_collector_upload_last_success_timestamp_seconds"
-# The live lane covers this many upload intervals back from now; older data is backlog.
-LIVE_WINDOW_INTERVALS = 2
-
-
-@dataclass(frozen=True)
-class DrainProgress:
-    sent_samples: int
-    dropped_samples: int
-    wire_bytes: int
-    pending_samples: int  # estimate: pending at the start minus what left since
-    elapsed_s: float
-
-
 class Uploader:
     def __init__(self, cfg, spool, health, selfmetrics, *, device_id: str, token, timekeeper=None,
                  client: boundedhttp.Client | None = None, clock: Callable[[], float] = time.monotonic,
@@ -74,11 +70,9 @@ class Uploader:
         self._apply(cfg, device_id)
         self.state = UploadState(clock, wall)
         self.state.on_success = lambda w: self.selfmetrics.set(LAST_SUCCESS, w)
+        self.reporting = UploaderHealth(health, spool, self.state, self.transport, cfg=lambda: self.cfg,
+                                        retry_after_s=self._retry_after_s, clock=clock, wall=wall)
         self.transport.on_attempt = self._on_attempt
-        self._started_mono = clock()
-        self._token_problem: str | None = None
-        self._config_error: str | None = None
-        self._report_lock = threading.Lock()
 
     @property
     def last_status(self) -> int | None:
@@ -163,9 +157,9 @@ class Uploader:
                     res.error = "remote.url is not set"
                     return res
                 state = self.token.get()
-                self._token_problem = state.problem if state.token is None else None
-                if self._token_problem:
-                    res.ok, res.error = False, f"waiting for token: {self._token_problem}"
+                problem = self.reporting.token_problem = state.problem if state.token is None else None
+                if problem:
+                    res.ok, res.error = False, f"waiting for token: {problem}"
                     log.warning("upload skipped: %s", res.error)
                     return res
                 wait = self.not_before_s(state.token)
@@ -183,12 +177,13 @@ class Uploader:
                 self.delivery.unpark_restampable()
                 run = Run(state.token, deadline, retries, res, should_stop)
                 if progress is not None:
-                    run.on_accept = self._progress_reporter(res, progress, started)
-                live_ids = self._live_lane(run) if live else set()
+                    run.on_accept = progress_reporter(res, progress, started, self.spool, self.clock)
+                cutoff_ms = int(self.wall() * 1000) - int(LIVE_WINDOW_INTERVALS * self.cfg.upload_interval * 1000)
+                live_ids = live_lane(self.spool, self.delivery, run, cutoff_ms) if live else set()
                 if backlog and not should_stop():
                     if throttle:
                         run.pace = lambda n: self._pace(n, res, backlog_end, honor_stop)
-                    self._backlog_lane(run, live_ids)
+                    backlog_lane(self.spool, self.delivery, run, live_ids)
             except Exception as e:  # a spool or timekeeper fault: report it, keep the thread alive
                 log.exception("upload cycle failed")
                 res.ok, res.error = False, f"{e.__class__.__name__}: {self.transport.scrub(str(e))}"
@@ -197,35 +192,6 @@ class Uploader:
                 res.duration_s = self.clock() - started
                 self._finish(res)
             return res
-
-    def _live_lane(self, run: Run) -> set:
-        """Returns the batch ids it handled: the backlog lane leaves them alone this cycle."""
-        cutoff = int(self.wall() * 1000) - int(LIVE_WINDOW_INTERVALS * self.cfg.upload_interval * 1000)
-        seen: set = set()
-        while not run.should_stop():
-            fresh = _unseen(self.spool.take_newest(self.delivery.request_cap(), newer_than_ms=cutoff), seen)
-            if not fresh or not self.delivery.send_slices(fresh, run, "live"):
-                break
-        return {key[0] for key in seen}
-
-    def _backlog_lane(self, run: Run, live_ids: set) -> None:
-        seen: set = set()
-        exclude = frozenset(live_ids)
-        while not run.should_stop():
-            if run.pace is not None and not run.pace(1):  # no take while the budget is spent
-                return
-            taken = self.spool.take_oldest(self.delivery.request_cap(), exclude_ids=exclude)
-            if taken:
-                # Oldest first: a batch older than this take's oldest is no longer pending and
-                # cannot come back, so its ranges are forgotten; `seen` would otherwise grow with
-                # every batch of an unthrottled drain (0.5 MB per million samples).
-                floor = min(s.batch_id for s in taken)
-                seen = {key for key in seen if key[0] >= floor}
-            fresh = _unseen(taken, seen)
-            ok = bool(fresh) and self.delivery.send_slices(fresh, run, "backlog")
-            del taken, fresh  # else the next take would hold two requests' samples at once
-            if not ok:
-                return
 
     def _pace(self, nbytes: int, res: CycleResult, end: float | None, honor_stop: bool) -> bool:
         """Wait until the byte budget allows ``nbytes`` of backlog; False when that wait would
@@ -241,34 +207,15 @@ class Uploader:
             return False
         return True
 
-    def _progress_reporter(self, res: CycleResult, progress, started: float) -> Callable[[], None]:
-        at_start = self._pending_samples() or 0
-
-        def report() -> None:
-            dropped = sum(res.dropped.values())
-            progress(DrainProgress(res.sent_samples, dropped, res.wire_bytes,
-                                   max(0, at_start - res.sent_samples - dropped), self.clock() - started))
-        return report
-
     # --- bookkeeping and health -------------------------------------------------------
 
     def _finish(self, res: CycleResult) -> None:
-        if res.sent_samples:
-            self._config_error = None
-        if not res.ok and is_config_failure(res):
-            self._config_error = res.error
+        self.reporting.cycle_done(res)
         if res.failure == AUTH:
             delay = self.state.token_refused(self._last_token(), self.cfg.upload_interval)
             log.warning("the server refused the token; next try in %.0fs (or as soon as the token file "
                         "changes)", delay)
         self.report()
-
-    def _pending_samples(self) -> int | None:
-        try:
-            return self.spool.stats().pending_samples
-        except Exception as e:  # progress must still be reported when the spool misbehaves
-            log.error("spool stats failed: %s", e)
-            return None
 
     def _last_token(self) -> str | None:
         try:
@@ -279,42 +226,10 @@ class Uploader:
     def report(self, stats=None) -> None:
         """Put the uploader's state into health; ``stats`` is a spool snapshot the caller
         already took (so /health and /metrics show the same numbers), else one is taken."""
-        if stats is None:
-            try:
-                stats = self.spool.stats()
-            except Exception as e:  # health must still be reported when the spool misbehaves
-                log.error("spool stats failed: %s", e)
-        with self._report_lock:
-            self.health.update("uploader", *healthmod.uploader_health(self.facts(stats)),
-                               stale_after=self._stale_after())
+        self.reporting.report(stats)
 
     def facts(self, st) -> healthmod.UploaderFacts:
-        s = self.state
-        now_mono, now_wall = self.clock(), self.wall()
-        ref = s.last_success_mono if s.last_success_mono is not None else self._started_mono
-        inflight = self.transport.inflight_since
-        return healthmod.UploaderFacts(
-            upload_interval_s=self.cfg.upload_interval, pending_count=st.pending_samples if st else 0,
-            since_success_s=max(0.0, now_mono - ref), last_upload_wall=s.last_success_wall,
-            succeeded=s.last_success_wall is not None, last_cycle_failed=s.error is not None,
-            last_error=s.error, last_error_wall=s.error_since_wall, last_error_cause=s.error_cause,
-            last_error_status=s.error_status,
-            last_status=s.last_status, token_error=self._token_problem,
-            token_refused_status=s.token_refused_status, config_error=self._config_error,
-            enabled=bool(self.cfg.remote.url),
-            pending_bytes=st.pending_bytes if st else 0,
-            oldest_pending_age_s=_age(now_wall, st.oldest_wall_ms if st else None),
-            parked_by_reason=dict(getattr(st, "parked_by_reason", {}) or {}),
-            parked_batches=st.parked_batches if st else 0, parked_bytes=getattr(st, "parked_bytes", 0),
-            oldest_parked_age_s=_age(now_wall, getattr(st, "oldest_parked_wall_ms", None)),
-            inflight_s=None if inflight is None else max(0.0, now_mono - inflight),
-            retry_wait_s=max(self._retry_after_s(), self.state.auth_remaining()) or None)
-
-    def _stale_after(self) -> float:
-        # A cycle may run an interval of backlog plus every retry of a request; past that, a
-        # silent uploader is a stuck one and health says so (tidewatch showed its last state: W5).
-        r = self.cfg.remote
-        return 3 * self.cfg.upload_interval + r.retry.max_attempts * (r.timeout + r.retry.max_backoff) + 60
+        return self.reporting.facts(st)
 
     # --- thread -----------------------------------------------------------------------
 
@@ -371,18 +286,3 @@ class Uploader:
             self.transport.close()
         self._thread = None
 
-
-def _age(now_wall: float, wall_ms: int | None) -> float | None:
-    return None if wall_ms is None else max(0.0, now_wall - wall_ms / 1000)
-
-
-def _unseen(slices, seen: set) -> list:
-    """Slices not handled earlier in this lane: a spool that hands the same range out again
-    (an ack that failed, a batch the timekeeper could not judge) must not loop the cycle."""
-    fresh = []
-    for s in slices:
-        key = (s.batch_id, s.start, s.end)
-        if key not in seen:
-            seen.add(key)
-            fresh.append(s)
-    return fresh

@@ -7,7 +7,8 @@ ModemManager adds state, signal, registration and SIM, joined on the same ``mode
 Each mmcli call runs under ``modem.mmcli_timeout`` in its own process group and is
 killed when over time; after one timeout no further call is made in that cycle. When
 mmcli runs at all is schedule.py's decision: no process per cycle while the answer
-cannot have changed.
+cannot have changed. Here: running mmcli (Mmcli) and asking it about each modem
+(ModemCollector); joining its modems to udev's is matching.py, their samples series.py.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from collections import deque
 from typing import Any
 
 from belabox_metrics.collectors import Collector, CollectorContext
+from belabox_metrics.collectors.modem.matching import match_entries
 from belabox_metrics.collectors.modem.parse import (
     MmcliFormatError,
     ModemStatus,
@@ -32,8 +34,8 @@ from belabox_metrics.collectors.modem.parse import (
     parse_sim,
 )
 from belabox_metrics.collectors.modem.schedule import ABSENT, PRESENT, ListSchedule, mmcli_missing, system_bus_missing
-from belabox_metrics.collectors.modem.series import Entry, devpath, entry_samples
-from belabox_metrics.devices.model import DeviceChange, Modem, modem_key
+from belabox_metrics.collectors.modem.series import entry_samples
+from belabox_metrics.devices.model import DeviceChange
 from belabox_metrics.samples import Sample, sample
 
 log = logging.getLogger(__name__)
@@ -54,41 +56,18 @@ class MmcliError(Exception):
         self.kind = kind
 
 
-class ModemCollector(Collector):
-    name = "modem"
+class Mmcli:
+    """Runs one ``mmcli`` call at a time, bounded: its own process group, killed when over
+    ``modem.mmcli_timeout``; after one timeout the rest of the cycle makes no call."""
 
-    def __init__(self, ctx: CollectorContext, health: Any = None):
-        super().__init__(ctx)
-        self.cfg = ctx.config.modem
-        self.health = health
-        self.status = ("ok", "no modem")
+    def __init__(self, cfg: Any):
+        self.cfg = cfg
+        self.timed_out = False  # reset by the collector at the start of every cycle
         self.recent_stderr: deque[str] = deque(maxlen=20)  # mmcli warnings, for diagnostics
-        self._signal_setup_done: set[str] = set()  # MM paths set up during their current appearance
-        self._timed_out = False
         self._warned: set[str] = set()
-        self.schedule = ListSchedule()
-        self._sims: dict[str, SimStatus] = {}  # SIM object path -> what mmcli said (a new SIM gets a new path)
-        self._unsubscribe: Any = None
 
-    @property
-    def problems(self) -> list[str]:
-        """What the runner shows as a degraded ``collector.modem`` (ModemManager down, mmcli
-        slow or malformed); without this the runner's "ok" would hide it after every cycle."""
-        return [self.status[1]] if self.status[0] != "ok" else []
-
-    def modemmanager_running(self) -> tuple[bool | None, str]:
-        """One check for `devices`: (True, "") when ModemManager answers, (False, why) when it
-        cannot run or is not running, (None, problem) when mmcli failed otherwise."""
-        problems: list[str] = []
-        self._list(problems)
-        if self.schedule.state == PRESENT:
-            return True, ""
-        return (False if self.schedule.state == ABSENT else None), "; ".join(problems)
-
-    # --- mmcli ----------------------------------------------------------------------------
-
-    def _mmcli(self, *args: str) -> str:
-        if self._timed_out:
+    def __call__(self, *args: str) -> str:
+        if self.timed_out:
             raise MmcliError("timeout", "skipped after an earlier mmcli timeout in this cycle")
         cmd = [self.cfg.mmcli_path, *args]
         shown = "mmcli " + " ".join(args)
@@ -110,7 +89,7 @@ class ModemCollector(Collector):
             except ProcessLookupError:
                 pass
             proc.communicate()
-            self._timed_out = True
+            self.timed_out = True
             raise MmcliError("timeout", f"{shown} timed out after {self.cfg.mmcli_timeout:g}s "
                                         "and was killed") from None
         text_err = err.decode("utf-8", "replace").strip()
@@ -132,6 +111,42 @@ class ModemCollector(Collector):
         if key not in self._warned and len(self._warned) < 64:
             self._warned.add(key)
             log.warning("%s: %s", shown, line)
+
+
+class ModemCollector(Collector):
+    name = "modem"
+
+    def __init__(self, ctx: CollectorContext, health: Any = None):
+        super().__init__(ctx)
+        self.cfg = ctx.config.modem
+        self.health = health
+        self.status = ("ok", "no modem")
+        self._mmcli = Mmcli(self.cfg)
+        self._signal_setup_done: set[str] = set()  # MM paths set up during their current appearance
+        self.schedule = ListSchedule()
+        self._sims: dict[str, SimStatus] = {}  # SIM object path -> what mmcli said (a new SIM gets a new path)
+        self._unsubscribe: Any = None
+
+    @property
+    def recent_stderr(self) -> deque[str]:
+        return self._mmcli.recent_stderr
+
+    @property
+    def problems(self) -> list[str]:
+        """What the runner shows as a degraded ``collector.modem`` (ModemManager down, mmcli
+        slow or malformed); without this the runner's "ok" would hide it after every cycle."""
+        return [self.status[1]] if self.status[0] != "ok" else []
+
+    def modemmanager_running(self) -> tuple[bool | None, str]:
+        """One check for `devices`: (True, "") when ModemManager answers, (False, why) when it
+        cannot run or is not running, (None, problem) when mmcli failed otherwise."""
+        problems: list[str] = []
+        self._list(problems)
+        if self.schedule.state == PRESENT:
+            return True, ""
+        return (False if self.schedule.state == ABSENT else None), "; ".join(problems)
+
+    # --- what ModemManager says -----------------------------------------------------------
 
     def _list(self, problems: list[str]) -> list[str]:
         """The modem object paths, from mmcli only when the schedule says it may have changed."""
@@ -228,35 +243,6 @@ class ModemCollector(Collector):
                 problems.append(f"SIM of modem {status.index}: {e}")
             return None
 
-    # --- matching and samples ----------------------------------------------------------------
-
-    def _entries(self, mm: list[tuple[ModemStatus, SignalReport | None, SimStatus | None]],
-                 udev: list[Modem]) -> list[Entry]:
-        registry = self.device_registry()
-        by_path = {m.usb_path: m for m in udev}
-        by_if = {i: m for m in udev for i in m.interfaces}
-        entries: dict[str, Entry] = {}
-        matched: set[str] = set()
-        for status, sig, sim in mm:
-            reg = by_path.get(devpath(status.device) or "") or next(
-                (by_if[n] for n in status.net_ports if n in by_if), None)
-            if status.equipment_id:
-                key = modem_key(f"imei:{status.equipment_id}")  # the key discovery derives too
-                if reg is not None and registry is not None:
-                    registry.learn_equipment_id(reg.usb_path, status.equipment_id)
-            elif reg is not None:
-                key = reg.key
-            else:
-                key = modem_key(f"device:{status.device or status.path}")
-            if reg is not None:
-                matched.add(reg.usb_path)
-            ifaces = list(dict.fromkeys([*status.net_ports, *(reg.interfaces if reg else ())]))
-            entries[key] = Entry(key, reg, status, sig, sim, ifaces)
-        for reg in udev:
-            if reg.usb_path not in matched and reg.key not in entries:
-                entries[reg.key] = Entry(reg.key, reg, interfaces=list(reg.interfaces))
-        return [entries[k] for k in sorted(entries)]
-
     # --- the cycle ----------------------------------------------------------------------------
 
     def _on_device_change(self, change: DeviceChange) -> None:
@@ -270,14 +256,14 @@ class ModemCollector(Collector):
         super().close()
 
     def collect(self) -> list[Sample]:
-        self._timed_out = False
+        self._mmcli.timed_out = False
         problems: list[str] = []
         registry = self.device_registry()
         if self._unsubscribe is None and hasattr(registry, "subscribe"):
             self._unsubscribe = registry.subscribe(self._on_device_change)
         udev = list(registry.modems())  # first: a sysfs rescan here reports its changes before listing
         mm = self._query(problems)
-        entries = self._entries(mm, udev)
+        entries = match_entries(mm, udev, registry)
         kept: list[Sample] = []
         if self.schedule.state in (PRESENT, ABSENT):
             # Whether radio metrics can come at all: one series, so a dashboard or `diagnose`
