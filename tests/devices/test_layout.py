@@ -9,7 +9,8 @@ from tests.devices.conftest import REPO
 APP = REPO / "app" / "belabox_metrics"
 MINE = ["devices/discovery.py", "devices/model.py", "devices/registry.py", "devices/classify.py",
         "devices/sysfsscan.py", "commands/devices.py", "collectors/modem/collector.py", "collectors/modem/parse.py",
-        "devices/disks.py", "collectors/modem/schedule.py", "collectors/modem/series.py"]
+        "devices/disks.py", "collectors/modem/schedule.py", "collectors/modem/series.py",
+        "collectors/modem/matching.py"]
 
 
 def test_only_discovery_imports_pyudev():

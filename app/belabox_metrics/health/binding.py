@@ -103,10 +103,22 @@ class HealthBinding:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._first_failure: float | None = None
+        self._history: Callable[[str], tuple[int, bytes]] | None = None
 
     @property
     def port(self) -> int | None:
         return self.server.port if self.server is not None else None
+
+    @property
+    def history(self) -> Callable[[str], tuple[int, bytes]] | None:
+        """The agent's /history answer; handed to the server whenever it binds (it may bind later)."""
+        return self._history
+
+    @history.setter
+    def history(self, answer: Callable[[str], tuple[int, bytes]] | None) -> None:
+        self._history = answer
+        if self.server is not None:
+            self.server.history = answer
 
     def start(self) -> bool:
         """True when listening now; otherwise a thread retries until it is (or stop())."""
@@ -122,6 +134,7 @@ class HealthBinding:
         except HealthServerError as e:
             self._failed(e)
             return False
+        server.history = self._history
         server.start()
         self.server = server
         if self._first_failure is not None:
