@@ -10,7 +10,7 @@ import tarfile
 
 from tests.image.conftest import REPO, build_layer, run
 
-DEPENDS = ["python3 (>= 3.10)", "python3-yaml", "python3-psutil", "python3-requests", "python3-pyudev",
+DEPENDS = ["python3 (>= 3.10)", "python3-yaml", "python3-requests", "python3-pyudev",
            "python3-jsonschema", "python3-sdnotify"]
 
 
