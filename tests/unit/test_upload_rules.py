@@ -6,7 +6,8 @@ from __future__ import annotations
 
 import pytest
 
-from belabox_metrics.upload.transport import AUTH, FATAL, GAVE_UP, REJECTED, classify_status, redact_url
+from belabox_metrics.upload.retry import decide as classify_status
+from belabox_metrics.upload.transport import AUTH, FATAL, GAVE_UP, REJECTED, redact_url
 from belabox_metrics.upload.transport import OK as SENT
 from belabox_metrics.upload.uploader import ByteBudget
 

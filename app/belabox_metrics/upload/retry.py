@@ -17,8 +17,36 @@ from datetime import timezone
 from email.utils import parsedate_to_datetime
 from typing import TYPE_CHECKING
 
+from belabox_metrics.upload import failures
+
 if TYPE_CHECKING:
     from belabox_metrics.config import RetryConfig
+
+
+OK, REJECTED, AUTH, FATAL, GAVE_UP, STOPPED = "ok", "rejected", "auth", "fatal", "gave_up", "stopped"
+
+
+def decide(status: int, body_text: str = "") -> tuple[str, bool, str]:
+    """(final kind, retryable, failure reason) of one HTTP answer: the one place that says what
+    is retried. A 4xx whose body says the token is unknown (vmauth answers 400) is a refused
+    token, never a refused body: bisecting it would only multiply the requests."""
+    if 400 <= status < 500 and failures.token_refused(status, body_text):
+        return AUTH, False, f"http_{status}"
+    if 200 <= status < 300:
+        return OK, False, ""
+    if status in (400, 413):
+        return REJECTED, False, f"http_{status}"
+    if status in (401, 403):
+        return AUTH, False, f"http_{status}"
+    if status == 429:
+        return GAVE_UP, True, "http_429"
+    if status == 408:
+        return GAVE_UP, True, "http_408"
+    if status >= 500:
+        return GAVE_UP, True, "http_5xx"
+    if 300 <= status < 400:
+        return FATAL, False, "http_3xx"
+    return FATAL, False, f"http_{status}" if 400 <= status < 500 else "http_other"
 
 
 @dataclass(frozen=True)

@@ -29,13 +29,23 @@ from urllib.parse import urlsplit
 from belabox_metrics import __version__
 from belabox_metrics.platform import boundedhttp
 from belabox_metrics.redact import redact_url  # the one URL redaction: password and query values go
-from belabox_metrics.upload import failures
-from belabox_metrics.upload.retry import RetryPolicy, parse_retry_after
+from belabox_metrics.upload import failures, retry
+
+# What one request came to; the decision is retry.decide's (the one place retry decisions live).
+from belabox_metrics.upload.retry import (  # noqa: F401 (the kinds are this module's vocabulary too)
+    AUTH,
+    FATAL,
+    GAVE_UP,
+    OK,
+    REJECTED,
+    STOPPED,
+    RetryPolicy,
+    parse_retry_after,
+)
 from belabox_metrics.upload.wire import Body
 
 log = logging.getLogger(__name__)
 
-OK, REJECTED, AUTH, FATAL, GAVE_UP, STOPPED = "ok", "rejected", "auth", "fatal", "gave_up", "stopped"
 FAILURES = "metrics_collector_upload_failures_total"
 USER_AGENT = f"belabox-metrics/{__version__}"
 _MAX_ERROR_TEXT = 200
@@ -56,25 +66,6 @@ class Outcome:
     @property
     def ok(self) -> bool:
         return self.kind == OK
-
-
-def classify_status(status: int) -> tuple[str, bool, str]:
-    """(final kind, retryable, failure reason) for one HTTP status."""
-    if 200 <= status < 300:
-        return OK, False, ""
-    if status in (400, 413):
-        return REJECTED, False, f"http_{status}"
-    if status in (401, 403):
-        return AUTH, False, f"http_{status}"
-    if status == 429:
-        return GAVE_UP, True, "http_429"
-    if status == 408:
-        return GAVE_UP, True, "http_408"
-    if status >= 500:
-        return GAVE_UP, True, "http_5xx"
-    if 300 <= status < 400:
-        return FATAL, False, "http_3xx"
-    return FATAL, False, f"http_{status}" if 400 <= status < 500 else "http_other"
 
 
 class Transport:
@@ -145,7 +136,7 @@ class Transport:
             if retry_after is not None and retry_after > 0:
                 self.not_before = self.clock() + min(retry_after, self.policy.max_retry_after)
             wait = None
-            if retryable and attempt < attempts:
+            if retryable and retries and self.policy.should_retry(attempt):
                 wait = self.policy.wait_after(attempt, retry_after, self.rng() if self.rng else None)
                 if deadline is not None and self.clock() + wait >= deadline:
                     wait = None  # the wait would outlast the cycle: give up now, data stays spooled
@@ -194,12 +185,11 @@ class Transport:
             except Exception:  # the clock check must never cost an upload
                 log.exception("timekeeper.observe_response failed")
         status = resp.status
-        kind, retryable, reason = classify_status(status)
-        if kind == OK:
+        if 200 <= status < 300:
             return OK, False, "", status, "", None, None
         text = " ".join(resp.body.decode("utf-8", "replace").split())[:_MAX_ERROR_TEXT]
-        if failures.token_refused(status, text):
-            kind, retryable, reason = AUTH, False, f"http_{status}"
+        kind, retryable, reason = retry.decide(status, text)
+        if kind == AUTH and status not in (401, 403):  # vmauth's 400 for an unknown token
             text = f"server refused the token ({status})" + (f": {text}" if text else "")
             return kind, False, reason, status, self.scrub(text), None, failures.HTTP
         if 300 <= status < 400:
