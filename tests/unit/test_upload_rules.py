@@ -90,3 +90,17 @@ def test_token_refusal_and_its_backoff():
     assert f.token_refused(400, "cannot find the provided auth token")
     assert not f.token_refused(400, "cannot parse line 3") and not f.token_refused(500, "unauthorized")
     assert [f.auth_backoff(60, n, 300) for n in (1, 2, 3, 4, 5)] == [60, 120, 240, 300, 300]
+
+
+def test_upload_intervals_are_spread_so_boxes_drift_apart():
+    """Boxes that start together must not hit the server in step for ever (belabox-fleet's storm)."""
+    from belabox_metrics import config
+    from belabox_metrics.upload.uploader import INTERVAL_JITTER, Uploader
+
+    cfg = config.Config(upload_interval=60.0)
+    draws = iter([0.0, 0.5, 0.999])
+    up = Uploader(cfg, spool=None, health=None, selfmetrics=None, device_id="x", token=None,
+                  rng=lambda: next(draws))
+    got = [up.next_interval() for _ in range(3)]
+    assert got[0] == 60.0 * (1 - INTERVAL_JITTER) and got[1] == 60.0 and got[2] < 60.0 * (1 + INTERVAL_JITTER)
+    assert got[0] != got[2]

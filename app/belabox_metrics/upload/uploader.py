@@ -16,6 +16,7 @@ the wire are wire.py; one POST with its retries is transport.py.
 from __future__ import annotations
 
 import logging
+import random
 import threading
 import time
 from collections.abc import Callable
@@ -42,6 +43,10 @@ __all__ = ["ByteBudget", "CycleResult", "DrainProgress", "Uploader"]
 log = logging.getLogger(__name__)
 
 LAST_SUCCESS = "metrics_collector_upload_last_success_timestamp_seconds"
+# Spread of each upload interval (see Uploader.next_interval).
+INTERVAL_JITTER = 0.1
+
+
 class Uploader:
     def __init__(self, cfg, spool, health, selfmetrics, *, device_id: str, token, timekeeper=None,
                  client: boundedhttp.Client | None = None, clock: Callable[[], float] = time.monotonic,
@@ -61,6 +66,7 @@ class Uploader:
         self._pending: tuple | None = None
         self._thread: threading.Thread | None = None
         self._final_deadline: float | None = None
+        self._rng = rng or random.random
         self.budget = ByteBudget(cfg.remote.max_bytes_per_second, clock)
         self.transport = Transport(cfg.remote.url, cfg.remote.timeout, RetryPolicy.from_config(cfg.remote.retry),
                                    client=client, selfmetrics=selfmetrics, timekeeper=timekeeper, wall=wall,
@@ -251,8 +257,14 @@ class Uploader:
         """Run the next cycle now (the first batch after start, a link that came back)."""
         self._wake.set()
 
+    def next_interval(self) -> float:
+        """upload_interval, spread by ±INTERVAL_JITTER: boxes that start together (power back on a
+        site, a fleet's link restored) drift apart within a few cycles instead of hitting the
+        server in step for ever; the mean stays upload_interval."""
+        return self.cfg.upload_interval * (1.0 + INTERVAL_JITTER * (2.0 * self._rng() - 1.0))
+
     def _loop(self) -> None:
-        next_due = self.clock() + self.cfg.upload_interval
+        next_due = self.clock() + self.next_interval()
         while not self._stop.is_set():
             self._wake.wait(max(0.0, next_due - self.clock()))
             hold = self.not_before_s(self._last_token())
@@ -263,7 +275,7 @@ class Uploader:
                 break
             started = self.clock()
             self.cycle()
-            next_due = started + self.cfg.upload_interval
+            next_due = started + self.next_interval()
         if self._final_deadline is not None:
             # Shutdown: one last try at the newest data, single attempts, inside the stop budget.
             self._run(live=True, backlog=False, deadline=self._final_deadline, backlog_end=None, throttle=False,
