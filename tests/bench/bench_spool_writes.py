@@ -99,7 +99,7 @@ class SharedLockSpool(OurSpool):
     name = "spool, shared -shm index"
 
     def __init__(self, path: str, commit_interval: float):
-        from belabox_metrics.spool import store
+        from belabox_metrics.spool import opening as store  # Spool.open's configure lives there
 
         real = store.configure
 

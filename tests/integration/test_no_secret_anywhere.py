@@ -163,7 +163,7 @@ def test_no_planted_secret_in_any_output(tmp_path):
             _commands(out, agent, "phase1", tmp_path)
             assert agent.stop() == 0
         log = agent.log()
-        assert f"upload to http://fleet:<redacted>@127.0.0.1:{closed}/api/v1/import?authKey=<redacted>" in log, log
+        assert f"http://fleet:<redacted>@127.0.0.1:{closed}/api/v1/import?authKey=<redacted>" in log, log
         assert f"skew check against http://clock:<redacted>@127.0.0.1:{vm.port}/health?authKey=<redacted>" in log
 
         # Phase 2: a real VictoriaMetrics takes the uploads (it ignores the key and credentials).

@@ -46,6 +46,10 @@ def setup(level: str = "info", fmt: str = "console") -> None:
         handler.setFormatter(logging.Formatter(prefix + "%(levelname)s %(name)s: %(message)s"))
     root = logging.getLogger()
     for h in list(root.handlers):
+        # Filters stay with the new handler: a reload sets logging up again, and the secret
+        # redaction that `run` installs (commands/run.py) must survive it.
+        for f in h.filters:
+            handler.addFilter(f)
         root.removeHandler(h)
     root.addHandler(handler)
     root.setLevel(LEVELS.get(level, logging.INFO))
