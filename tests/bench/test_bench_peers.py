@@ -39,6 +39,7 @@ def _num(cell: str) -> float | None:
 
 
 @pytest.mark.slow
+@pytest.mark.long  # over 40 s: `scripts/test --long` (CI runs it after the suite)
 @pytest.mark.timeout(240)
 def test_quick_run_prints_every_row_with_both_sides_measured(tmp_path, capsys):
     rc = bench.main(["--quick", "--dir", str(tmp_path)])

@@ -240,6 +240,7 @@ def _error_lines(agent: AgentProcess) -> list[str]:
 
 
 @pytest.mark.slow
+@pytest.mark.long  # over 40 s: `scripts/test --long` (CI runs it after the suite)
 def test_upload_state_is_what_happened_in_every_view(tmp_path: Path, fault: FaultServer):
     wall_file = tmp_path / "wall-base"
     wall_file.write_text(repr(time.time() - time.clock_gettime(time.CLOCK_BOOTTIME)))  # true time, kernel unsynced

@@ -51,6 +51,7 @@ def wait_until(pred, timeout: float) -> bool:
 
 
 @pytest.mark.slow
+@pytest.mark.long  # over 40 s: `scripts/test --long` (CI runs it after the suite)
 @pytest.mark.timeout(120 + 12 * KILLS)
 def test_kill9_at_random_moments_loses_nothing_committed(tmp_path):
     rng = random.Random(int(os.environ.get("BELABOX_CHAOS_SEED", "13")))

@@ -82,6 +82,7 @@ def resume(agent: AgentProcess, proxy: FaultProxy) -> float:
 
 
 @pytest.mark.slow
+@pytest.mark.long  # over 40 s: `scripts/test --long` (CI runs it after the suite)
 @pytest.mark.timeout(300)
 def test_every_upload_fault_loses_nothing_the_server_keeps_and_health_tells(tmp_path):
     vm = VictoriaMetrics(tmp_path / "vm")
