@@ -175,6 +175,11 @@ class FaultProxy:
                 rec = Record(self.phase, time.monotonic())
                 with self._lock:
                     self.records.append(rec)
+                if rec.phase == "refused":
+                    # A connection accepted just before the listener went (the accept loop closes
+                    # it within 50 ms): nothing listens now, so nothing may be answered either.
+                    rec.end = time.monotonic()
+                    return
                 if rec.phase == "reset":
                     self._read(conn, buf, length // 2)
                     conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
