@@ -14,11 +14,11 @@ from pathlib import Path
 
 import pytest
 
-# Building the arm64 root under emulation takes 4-5 minutes on a fresh machine: the long mode.
-pytestmark = pytest.mark.long
-
 from tests.image import rootfs
 from tests.image.conftest import run
+
+# Building the arm64 root under emulation takes 4-5 minutes on a fresh machine: the long mode.
+pytestmark = pytest.mark.long
 
 BINFMT = Path("/proc/sys/fs/binfmt_misc")
 QEMU = "/usr/bin/qemu-aarch64-static"
