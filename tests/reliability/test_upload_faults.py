@@ -61,13 +61,17 @@ def run_phase(agent: AgentProcess, proxy: FaultProxy, phase: str) -> tuple[float
 
 
 def time_to_truth(phase: str, t0: float, seen: list[tuple[float, str]], records: list[Record]) -> float | None:
-    """Seconds from the first failed request of the phase (its start, for refused) to the first
-    reading that is not ok; None when health never said so."""
+    """Seconds from the first failed request of the phase (its start, for refused) until health
+    says not ok and keeps saying it; None when it never does."""
     failed = [r.start for r in records if r.phase == phase and r.start >= t0 and not r.forwarded]
     tf = t0 if phase == "refused" else min(failed, default=None)
     if tf is None:
         return None
-    return next((t - tf for t, st in seen if t >= tf and st != "ok"), None)
+    # From the reading that starts the run of non-ok readings lasting to the end of the phase: a
+    # non-ok reading left over from the phase before (health catching up) does not count.
+    after = [(t, st) for t, st in seen if t >= tf]
+    last_ok = max((i for i, (_, st) in enumerate(after) if st == "ok"), default=-1)
+    return after[last_ok + 1][0] - tf if last_ok + 1 < len(after) else None
 
 
 def resume(agent: AgentProcess, proxy: FaultProxy) -> float:
