@@ -120,7 +120,8 @@ def apply(agent: Any, new: configmod.Config, *, initial: bool = False) -> Outcom
     """Apply ``new`` to every live part of ``agent``. Parts not built yet are skipped, so
     start-up calls this once everything is open."""
     outcome = Outcome() if initial else diff(agent.cfg, new)
-    logsetup.setup(new.logging.level, new.logging.format)
+    if not initial:  # at start `run` has set logging up already (and added the redaction filter)
+        logsetup.setup(new.logging.level, new.logging.format)
     old, agent.cfg = agent.cfg, new
     if agent.spool is not None:
         agent.spool.reconfigure(new.storage)

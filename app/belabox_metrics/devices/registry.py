@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import os
 import threading
 from collections.abc import Callable, Iterable
 from dataclasses import asdict
@@ -171,12 +170,11 @@ class ScannedRegistry(DeviceRegistry):
         from belabox_metrics.devices.sysfsscan import SysfsScanner
         super().__init__()
         self._scanner = SysfsScanner(sysfs)
-        self._watched = [os.path.join(sysfs, "class", "net"), os.path.join(sysfs, "block")]
         self._listing: tuple | None = None
         self.mode = "sysfs"
 
     def _refresh(self) -> None:
-        listing = tuple(tuple(sorted(_listdir(p))) for p in self._watched)
+        listing = self._scanner.listing()  # the same change check discovery's sysfs mode uses
         if listing != self._listing:
             self._listing = listing
             self.replace_all(self._scanner.scan())
@@ -196,10 +194,3 @@ class ScannedRegistry(DeviceRegistry):
     def inventory(self) -> Inventory:
         self._refresh()
         return super().inventory()
-
-
-def _listdir(path: str) -> list[str]:
-    try:
-        return os.listdir(path)
-    except OSError:
-        return []
