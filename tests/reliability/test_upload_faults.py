@@ -3,7 +3,8 @@ VictoriaMetrics without deduplication, phase after phase: refused, 500, 429 + Re
 accept-and-hang, reset mid-body, a 1 KB/s trickle, a server that answers 204 and drops all.
 
 Asserted: nothing the agent committed is missing from VictoriaMetrics except what the
-blackhole swallowed (the agent cannot know), nothing arrives twice, delivery resumes within
+blackhole swallowed (the agent cannot know), nothing arrives twice unless the server stored it
+and the answer was lost on the way back, delivery resumes within
 one upload cycle (plus the retry and timeout bounds configured below) after each phase, and
 /health's uploader is not ok while uploads fail. Statuses and counters only: message texts
 belong to the uploader's owner."""
@@ -135,7 +136,14 @@ def test_every_upload_fault_loses_nothing_the_server_keeps_and_health_tells(tmp_
     assert blackholed, "the blackhole phase swallowed nothing: it tested nothing"
     missing = committed - set(stored)
     assert missing <= blackholed, f"lost beyond the blackhole: {sorted(missing - blackholed)[:10]}"
-    assert len(stored) == len(set(stored)), f"{len(stored) - len(set(stored))} duplicate samples"
+    # At least once: a request VictoriaMetrics stored but whose answer never reached the agent
+    # (the client timed out while it was forwarded) is rightly sent again. Only those may arrive
+    # twice; any other duplicate is the agent sending what it already knew was delivered.
+    unanswered = {t for r in records if r.forwarded and r.status is None for k, t in r.samples if is_idle_cpu0(k)}
+    twice = sorted({t for t in stored if stored.count(t) > 1} - unanswered)
+    carriers = [(r.phase, r.forwarded, r.status) for r in records for k, t in r.samples
+                if is_idle_cpu0(k) and t in twice[:3]]
+    assert not twice, f"{len(twice)} samples arrived twice, e.g. {twice[:3]}, carried by {carriers}"
     assert len(committed) > 40
     for phase in PHASES:
         assert resumed[phase] <= RESUME_BOUND_S, (phase, report)

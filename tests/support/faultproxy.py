@@ -84,6 +84,7 @@ class FaultProxy:
         self._stop = threading.Event()
         self._listener: socket.socket | None = None
         self._conns: set[socket.socket] = set()
+        self._busy: set[socket.socket] = set()  # serving a request: its answer is not cut short
         self.port = port
         self._bind()
         self._thread = threading.Thread(target=self._accept_loop, name="faultproxy", daemon=True)
@@ -125,11 +126,15 @@ class FaultProxy:
         with self._lock:
             self.phase = phase
         if phase == "refused":
-            self._close_all()  # kept-alive connections too: the next request must reconnect
+            # Kept-alive connections too: the next request must reconnect. A request already
+            # being served keeps its answer: cutting it after VictoriaMetrics stored the samples
+            # would make the agent send them again, a duplicate the proxy caused, not the agent.
+            self._close_all(idle_only=True)
 
-    def _close_all(self) -> None:
+    def _close_all(self, idle_only: bool = False) -> None:
         with self._lock:
-            conns, self._conns = self._conns, set()
+            conns = self._conns - self._busy if idle_only else self._conns
+            self._conns = self._conns - conns
         for c in conns:
             try:
                 c.shutdown(socket.SHUT_RDWR)
@@ -172,9 +177,10 @@ class FaultProxy:
                 method, path, _ = lines[0].split(" ", 2)
                 headers = {k.strip().lower(): v.strip() for k, _, v in (x.partition(":") for x in lines[1:])}
                 length = int(headers.get("content-length", "0"))
-                rec = Record(self.phase, time.monotonic())
                 with self._lock:
+                    rec = Record(self.phase, time.monotonic())
                     self.records.append(rec)
+                    self._busy.add(conn)
                 if rec.phase == "refused":
                     # A connection accepted just before the listener went (the accept loop closes
                     # it within 50 ms): nothing listens now, so nothing may be answered either.
@@ -208,11 +214,14 @@ class FaultProxy:
                 conn.sendall(f"HTTP/1.1 {status} X\r\nContent-Length: {len(answer)}\r\n{hdrs}\r\n".encode()
                              + answer)
                 rec.status, rec.end = status, time.monotonic()
+                with self._lock:
+                    self._busy.discard(conn)
         except OSError:
             return
         finally:
             with self._lock:
                 self._conns.discard(conn)
+                self._busy.discard(conn)
             conn.close()
 
     def _read(self, conn: socket.socket, buf: bytes, length: int, trickle: bool = False) -> tuple[bytes, bytes]:
