@@ -229,6 +229,25 @@ def test_reconfigure_disables_and_changes_interval():
         runner.close()
 
 
+def test_a_reload_that_shortens_the_interval_counts_from_the_last_run():
+    """Found in the field: SIGHUP from 30 s to 1 s, then no sample for the rest of the old 30 s."""
+    fast = Fixed("cpu")
+    runner = CollectorRunner([fast], config.loads("collection_interval: 30s\n"), Registry(), SelfMetrics())
+    try:
+        runner.run_due(100.0)
+        assert runner.next_due() == 130.0
+        runner.reconfigure(config.loads("collection_interval: 1s\n"))
+        assert runner.next_due() == 101.0
+        assert names(runner.run_due(101.0)) == {"test_cpu"}
+        # Lengthened: the run already scheduled stays, the one after follows the new interval.
+        runner.reconfigure(config.loads("collection_interval: 1m\n"))
+        assert runner.next_due() == 102.0
+        runner.run_due(102.0)
+        assert runner.next_due() == 162.0
+    finally:
+        runner.close()
+
+
 def test_latest_holds_each_collectors_last_samples():
     a = Fixed("cpu", 2)
     runner = CollectorRunner([a], CFG, Registry(), SelfMetrics())

@@ -107,7 +107,12 @@ class CollectorRunner:
         for st in self._states:
             cc = cfg.collectors.get(st.name)
             st.enabled = cc.enabled
-            st.interval = cc.interval or cfg.collection_interval
+            interval = cc.interval or cfg.collection_interval
+            if interval < st.interval and st.next_due != float("-inf"):
+                # Shortened by a reload: due one new interval after the last run, not at the
+                # old schedule (from 30 s to 1 s, the old one left up to 30 s without a sample).
+                st.next_due = min(st.next_due, st.next_due - st.interval + interval)
+            st.interval = interval
             st.timeout = cc.timeout or cfg.collectors.default_timeout
             if st.enabled and self._self is not None:
                 # Counters exist from the start, so rate() and increase() see the first error.
