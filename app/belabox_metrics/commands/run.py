@@ -8,13 +8,9 @@ import sys
 
 from belabox_metrics import config as configmod
 from belabox_metrics import exitcodes
-from belabox_metrics.agent import residency
-from belabox_metrics.agent.loop import Agent, Roots
 from belabox_metrics.commands.common import add_roots, config_file
 from belabox_metrics.config import child as config_child
-from belabox_metrics.platform import logsetup
 from belabox_metrics.platform.device_id import DeviceIdError
-from belabox_metrics.platform.lock import AlreadyRunning
 
 log = logging.getLogger("belabox_metrics.agent")
 
@@ -35,13 +31,18 @@ def _redact_logs(cfg: configmod.Config) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    # Here, not at the top: building the parser (--help, the bash completion generated at
-    # package build time) must not need sdnotify.
-    from belabox_metrics.platform import notify
+    # Validated in a child: jsonschema never becomes resident in the long-running agent. The
+    # child starts first and the agent's imports happen while it works (see config_child.start).
+    validation = config_child.start(config_file(args))
+    # Here, not at the top: the overlap above, and building the parser (--help, the bash
+    # completion generated at package build time) must not need sdnotify.
+    from belabox_metrics.agent import residency
+    from belabox_metrics.agent.loop import Agent, Roots
+    from belabox_metrics.platform import logsetup, notify
+    from belabox_metrics.platform.lock import AlreadyRunning
 
     try:
-        # Validated in a child: jsonschema never becomes resident in the long-running agent.
-        cfg = config_child.load(config_file(args))
+        cfg = validation.result()
     except configmod.ConfigError as e:
         for line in e.problems:
             print(line, file=sys.stderr)

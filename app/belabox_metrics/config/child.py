@@ -37,42 +37,73 @@ _CODE = ("import sys; sys.path.insert(0, {root!r}); "
 def load(path: str | None, environ: Mapping[str, str] | None = None) -> configmod.Config:
     """The Config of the file at ``path`` (None: built-in defaults) plus the environment's
     overrides, validated in a child process. Raises ConfigError, one line per problem."""
-    env = os.environ if environ is None else environ
-    request = {"path": path, "environ": {k: v for k, v in env.items() if k.startswith(configmod.ENV_PREFIX)}}
-    source = configmod.BUILTIN_SOURCE if path is None else path
-    answer = _ask_child(request)
-    if answer is None:
-        log.warning("config: validating in this process instead (jsonschema stays in memory until restart)")
-        return configmod.build(configmod.validated(path, request["environ"]), source)
-    if answer.get("problems"):
-        raise configmod.ConfigError([str(p) for p in answer["problems"]])
-    return configmod.build(answer["data"], source)
+    return start(path, environ).result()
 
 
-def _ask_child(request: dict) -> dict | None:
-    """The child's answer, or None (logged) when there is none to be had."""
-    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-    if not sys.executable:
-        log.warning("config: no interpreter to validate in a child process")
-        return None
-    try:
-        proc = subprocess.run([sys.executable, "-c", _CODE.format(root=root)], input=json.dumps(request),
-                              capture_output=True, text=True, timeout=CHILD_TIMEOUT_S)
-    except subprocess.TimeoutExpired:
-        log.warning("config: the validating child gave no answer within %.0fs", CHILD_TIMEOUT_S)
-        return None
-    except OSError as e:
-        log.warning("config: cannot start the validating child: %s", e.strerror or e)
-        return None
-    try:
-        answer = json.loads(proc.stdout)
-        if not isinstance(answer, dict) or not isinstance(answer.get("data", answer.get("problems")), (dict, list)):
-            raise ValueError("no data and no problems")
-    except ValueError:
-        last = (proc.stderr.strip().splitlines() or ["no output"])[-1]
-        log.warning("config: the validating child failed (exit %s): %s", proc.returncode, last[:200])
-        return None
-    return answer
+def start(path: str | None, environ: Mapping[str, str] | None = None) -> Validation:
+    """Start validating in a child and return at once: `run` starts this before it imports the
+    agent, so the child's interpreter start and jsonschema import overlap the agent's own
+    imports (on a multi-core board, start to READY is then the longer of the two, not the sum)."""
+    return Validation(path, environ)
+
+
+class Validation:
+    """One validation under way in a child interpreter."""
+
+    def __init__(self, path: str | None, environ: Mapping[str, str] | None) -> None:
+        env = os.environ if environ is None else environ
+        self.path = path
+        self.request = {"path": path,
+                        "environ": {k: v for k, v in env.items() if k.startswith(configmod.ENV_PREFIX)}}
+        self.proc: subprocess.Popen | None = None
+        self.failure: str | None = None  # why there is no child, logged when the result is asked for
+        root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+        if not sys.executable:
+            self.failure = "no interpreter to validate in a child process"
+            return
+        try:
+            self.proc = subprocess.Popen([sys.executable, "-c", _CODE.format(root=root)], stdin=subprocess.PIPE,
+                                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        except OSError as e:
+            self.failure = f"cannot start the validating child: {e.strerror or e}"
+
+    def result(self) -> configmod.Config:
+        source = configmod.BUILTIN_SOURCE if self.path is None else self.path
+        answer = self._answer()
+        if answer is None:
+            log.warning("config: validating in this process instead (jsonschema stays in memory until restart)")
+            return configmod.build(configmod.validated(self.path, self.request["environ"]), source)
+        if answer.get("problems"):
+            raise configmod.ConfigError([str(p) for p in answer["problems"]])
+        return configmod.build(answer["data"], source)
+
+    def _answer(self) -> dict | None:
+        """The child's answer, or None (logged) when there is none to be had."""
+        if self.proc is None:
+            log.warning("config: %s", self.failure)
+            return None
+        try:
+            stdout, stderr = self.proc.communicate(json.dumps(self.request), timeout=CHILD_TIMEOUT_S)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.communicate()
+            log.warning("config: the validating child gave no answer within %.0fs", CHILD_TIMEOUT_S)
+            return None
+        except OSError as e:  # the child died before reading its request (a broken pipe)
+            self.proc.kill()
+            self.proc.wait()
+            log.warning("config: the validating child failed: %s", e.strerror or e)
+            return None
+        try:
+            answer = json.loads(stdout)
+            if not isinstance(answer, dict) or not isinstance(answer.get("data", answer.get("problems")),
+                                                              (dict, list)):
+                raise ValueError("no data and no problems")
+        except ValueError:
+            last = (stderr.strip().splitlines() or ["no output"])[-1]
+            log.warning("config: the validating child failed (exit %s): %s", self.proc.returncode, last[:200])
+            return None
+        return answer
 
 
 def main() -> int:
