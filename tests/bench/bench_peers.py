@@ -38,7 +38,7 @@ for p in (str(HERE.parents[2] / "app"), str(HERE.parents[2])):
 
 from tests.bench.loopfs import SECTOR, LoopFs, LoopFsError  # noqa: E402
 from tests.bench.peersreport import MOUNT_VARIANTS, machine_line, render  # noqa: E402
-from tests.bench.peerstack import NotifyListener, OurStack, PeerStack, StackError  # noqa: E402
+from tests.bench.peerstack import NotifyListener, OurStack, PeerStack, StackError, compile_like_the_deb  # noqa: E402
 from tests.support.vm import VictoriaMetrics, VMError, free_port  # noqa: E402
 
 DAY_S = 86_400
@@ -197,6 +197,7 @@ def main(argv: list[str] | None = None) -> int:
     started = datetime.now(timezone.utc)
     runs = []
     try:
+        compile_like_the_deb()
         with tempfile.TemporaryDirectory(dir=args.dir, prefix="bench-peers-") as tmp:
             work = Path(tmp)
             for i in range(args.runs):

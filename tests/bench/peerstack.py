@@ -19,7 +19,7 @@ from pathlib import Path
 import requests
 import yaml
 
-from tests.support.cli import cli_argv, cli_env
+from tests.support.cli import APP, cli_argv, cli_env
 from tests.support.vm import free_port
 
 NODE_EXPORTER = os.environ.get("NODE_EXPORTER_BINARY", "/usr/bin/prometheus-node-exporter")
@@ -57,6 +57,17 @@ def cpu_seconds(pid: int, children: bool, procfs: str = "/proc") -> float:
 def peak_rss_mb(pid: int, procfs: str = "/proc") -> float:
     with open(f"{procfs}/{pid}/status", encoding="ascii", errors="replace") as fh:
         return parse_vm_hwm_kb(fh.read()) / 1024
+
+
+def compile_like_the_deb() -> None:
+    """Byte-compile the package as the .deb's postinst does (py3compile). Without it, where
+    PYTHONDONTWRITEBYTECODE is set (as on the CI machine), every start of the agent and of its
+    config-validating child compiles ~120 modules from source: 0.2 s of CPU and a higher peak
+    RSS that no installed box pays."""
+    import compileall
+
+    if not compileall.compile_dir(str(APP / "belabox_metrics"), quiet=1):
+        raise StackError("byte-compiling the package failed (python -m compileall app/belabox_metrics)")
 
 
 # --- processes ---------------------------------------------------------------------------------
