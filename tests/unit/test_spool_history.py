@@ -9,6 +9,7 @@ import zlib
 
 from belabox_metrics.config import StorageConfig
 from belabox_metrics.samples import Batch, sample
+from belabox_metrics.spool.history import events as history_events
 from belabox_metrics.spool.history import persist as h
 from belabox_metrics.spool.history import query as hq
 from belabox_metrics.spool.store import Spool
@@ -229,9 +230,9 @@ def test_series_pattern_adds_other_series():
 def test_thinning_keeps_the_envelope_and_counter_ends():
     from array import array
     ts = array("q", [i * 1000 for i in range(10_000)])
-    tt, tv = hq._thin(ts, array("d", [float(i % 10) for i in range(10_000)]), 200, counter=False)
+    tt, tv = history_events.thin(ts, array("d", [float(i % 10) for i in range(10_000)]), 200, counter=False)
     assert len(tt) == len(tv) <= 200 and min(tv) == 0 and max(tv) == 9 and tt == sorted(tt)
-    ct, cv = hq._thin(ts, array("d", [float(i) for i in range(10_000)]), 200, counter=True)
+    ct, cv = history_events.thin(ts, array("d", [float(i) for i in range(10_000)]), 200, counter=True)
     assert len(ct) <= 200 and (ct[-1], cv[-1]) == (9_999_000, 9999.0)
 
 
