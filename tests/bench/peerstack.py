@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import select
-import signal
 import socket
 import subprocess
 import threading
@@ -19,6 +18,7 @@ from pathlib import Path
 import requests
 import yaml
 
+from tests.support import process
 from tests.support.cli import APP, cli_argv, cli_env
 from tests.support.vm import free_port
 
@@ -81,14 +81,7 @@ def _spawn(argv: list[str], log_path: Path, env: dict[str, str] | None = None) -
 
 
 def _stop(proc: subprocess.Popen | None) -> None:
-    if proc is None or proc.poll() is not None:
-        return
-    proc.send_signal(signal.SIGTERM)
-    try:
-        proc.wait(STOP_TIMEOUT)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait(STOP_TIMEOUT)
+    process.stop(proc, STOP_TIMEOUT)
 
 
 def _answers(url: str, expect: str | None = None) -> bool:

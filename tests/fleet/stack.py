@@ -8,7 +8,6 @@ after a bound). A missing binary fails the test with the reason; nothing is skip
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -17,6 +16,7 @@ from pathlib import Path
 import requests
 import yaml
 
+from tests.support import process
 from tests.support.cli import cli_env
 from tests.support.vm import VictoriaMetrics, VMError, free_port
 
@@ -76,14 +76,7 @@ class Vmauth:
 
     def stop(self) -> None:
         proc, self.proc = self.proc, None
-        if proc is None or proc.poll() is not None:
-            return
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(10)
+        process.stop(proc, 10)
 
     def log_tail(self, n: int = 20) -> str:
         try:

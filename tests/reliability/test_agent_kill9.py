@@ -104,9 +104,7 @@ def test_kill9_at_random_moments_loses_nothing_committed(tmp_path):
                        timeout=60, what="the backlog to drain")
         assert agent.stop() == 0
     finally:
-        if agent.proc is not None and agent.proc.poll() is None:
-            agent.proc.kill()
-            agent.proc.wait(10)
+        agent.kill()
         proxy.stop()
     try:
         vm.force_flush()

@@ -114,9 +114,7 @@ def test_every_upload_fault_loses_nothing_the_server_keeps_and_health_tells(tmp_
         time.sleep(1.5)
         assert agent.stop() == 0
     finally:
-        if agent.proc is not None and agent.proc.poll() is None:
-            agent.proc.kill()
-            agent.proc.wait(10)
+        agent.kill()
         proxy.stop()
     try:
         vm.force_flush()

@@ -106,9 +106,7 @@ def test_ready_watchdog_status_reload_stall_and_stop(tmp_path, notify_socket):
         notify_socket.wait_for("STOPPING=1", after=t_term)
         assert agent.proc.wait(20) == 0
     finally:
-        if agent.proc.poll() is None:
-            agent.proc.kill()
-            agent.proc.wait(5)
+        agent.kill()
 
 
 def test_silent_without_notify_socket(tmp_path):

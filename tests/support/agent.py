@@ -13,6 +13,7 @@ from pathlib import Path
 import requests
 import yaml
 
+from tests.support import process
 from tests.support.cli import cli_argv, cli_env
 from tests.support.vm import free_port
 
@@ -100,6 +101,10 @@ class AgentProcess:
                 raise AssertionError(f"agent did not stop on SIGTERM:\n{self.log()[-3000:]}") from None
         return self.proc.returncode
 
+    def kill(self) -> None:
+        """SIGKILL if still running (a test's cleanup after a failure)."""
+        process.kill(self.proc)
+
     def kill9(self) -> None:
         assert self.proc is not None
         os.kill(self.proc.pid, signal.SIGKILL)
@@ -122,9 +127,7 @@ class AgentProcess:
         return self.start()
 
     def __exit__(self, *exc) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait(10)
+        self.kill()
 
 
 def _merge(a: dict, b: dict) -> dict:

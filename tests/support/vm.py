@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import socket
 import subprocess
 import time
@@ -25,6 +24,8 @@ from pathlib import Path
 
 import pytest
 import requests
+
+from tests.support import process
 
 VM_BINARY = os.environ.get("VM_BINARY", "/usr/bin/victoria-metrics")
 START_TIMEOUT = 15.0
@@ -95,12 +96,7 @@ class VictoriaMetrics:
         proc, self.proc = self.proc, None
         if proc is None or proc.poll() is not None:
             return
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(STOP_TIMEOUT)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(STOP_TIMEOUT)
+        process.stop(proc, STOP_TIMEOUT)
         self.http.close()
 
     def restart(self) -> None:
