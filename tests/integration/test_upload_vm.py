@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import time
 
+import pytest
+
 from belabox_metrics.health import registry as health
 from belabox_metrics.samples import Batch, sample
+from tests.support.faultproxy import FaultProxy
 from tests.support.importserver import ImportServer
 from tests.support.uploading import DEVICE, Env, fill, make_config
 from tests.support.vm import vm  # noqa: F401 - the fixture
@@ -117,3 +120,45 @@ def test_cluster_url_path_is_used_verbatim(tmp_path):
             assert [r.path for r in srv.requests] == ["/insert/42/prometheus/api/v1/import"]
         finally:
             env.close()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("cap, backlog_batches", [(50_000, 400), (0, 3_000)], ids=["throttled", "unthrottled"])
+def test_live_samples_arrive_within_an_interval_during_a_long_drain(vm, tmp_path, cap, backlog_batches):  # noqa: F811
+    """Issue "Footprint": with a big backlog and max_bytes_per_second 0, no live sample reached the
+    server until the backlog was done. Here a feeder appends a live batch every 0.25 s while the
+    uploader thread drains; each live batch must be stored within one upload interval (plus the
+    request in flight) of its append, and the backlog must still be draining when it is."""
+    interval = 1.0
+    proxy = FaultProxy(vm.port).start()  # records when VictoriaMetrics stored each request's samples
+    env = Env(tmp_path, make_config(proxy.url, upload_interval=f"{interval:g}s", max_bytes_per_second=cap))
+    appended: dict[int, float] = {}
+    try:
+        fill(env.spool, batches=backlog_batches, series=200, step_ms=1_000, name="old")
+        env.uploader.start()
+        env.uploader.wake()
+        t_end = time.monotonic() + 4.0
+        while time.monotonic() < t_end:
+            wall = int(time.time() * 1000)
+            env.spool.append(Batch((sample("live", 1.0, {"n": str(len(appended))}),), wall, "boot-a",
+                                   time.monotonic_ns(), True))
+            appended[wall] = time.monotonic()
+            time.sleep(0.25)
+        time.sleep(2 * interval)
+    finally:
+        env.close()
+        proxy.stop()
+    records = [r for r in proxy.snapshot() if r.forwarded]
+    stored_at: dict[int, float] = {}
+    old_until = 0.0
+    for r in records:
+        for key, t in r.samples:
+            if '"live"' in key:
+                stored_at.setdefault(t, r.stored_at)
+            else:
+                old_until = max(old_until, r.stored_at)
+    late = {w: round(stored_at[w] - a, 2) if w in stored_at else None for w, a in appended.items()
+            if w not in stored_at or stored_at[w] - a > interval * (1 + 0.1) + 0.5}
+    during = [w for w, a in appended.items() if a < old_until - interval]
+    assert len(during) >= 8, f"the backlog drained in {old_until:.1f}: not a long drain; make it bigger"
+    assert not late, f"live batches not stored within an interval (append time -> delay): {late}"
