@@ -19,7 +19,10 @@ REPORTER = ("import json, sys\n"
             "sys.exit(rc)\n")
 # Imported by nothing `run` needs: the CLI tools' HTTP client, the validator, the other commands.
 HEAVY = ("requests", "urllib3", "charset_normalizer", "idna", "jsonschema", "urllib.request",
-         "belabox_metrics.diagnose.gather", "belabox_metrics.commands.queue", "belabox_metrics.commands.devices")
+         "belabox_metrics.diagnose.gather", "belabox_metrics.commands.queue", "belabox_metrics.commands.devices",
+         # the history renderers and the /history query: only when asked (this test never asks)
+         "belabox_metrics.timeline.html", "belabox_metrics.timeline.screen", "statistics",
+         "belabox_metrics.spool.history.query")
 
 
 def test_run_never_imports_the_heavy_helpers_and_reloads_through_a_child(tmp_path):

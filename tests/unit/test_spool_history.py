@@ -13,7 +13,7 @@ from belabox_metrics.spool.history import events as history_events
 from belabox_metrics.spool.history import persist as h
 from belabox_metrics.spool.history import query as hq
 from belabox_metrics.spool.store import Spool
-from belabox_metrics.timeline import render_screen
+from belabox_metrics.timeline.screen import render_screen
 
 T0 = 1_750_000_000_000
 

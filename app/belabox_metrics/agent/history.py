@@ -18,7 +18,6 @@ from urllib.parse import parse_qs
 
 from belabox_metrics.samples import Batch
 from belabox_metrics.spool.history import persist as store_history
-from belabox_metrics.spool.history import query as history_query
 
 log = logging.getLogger(__name__)
 
@@ -97,7 +96,7 @@ class AgentHistory:
         code, body = self._answer(query)
         if isinstance(body, dict) and "error" in body and len(body) == 1:
             return code, json.dumps(body).encode()
-        return code, history_query.to_bytes(body)
+        return code, _query().to_bytes(body)
 
     def _answer(self, query: str) -> tuple[int, dict]:
         """(HTTP status, JSON body) for ``/history?since=MS&until=MS&series=PATTERN&max_points=N``."""
@@ -114,6 +113,7 @@ class AgentHistory:
         patterns = [p[:200] for p in q.get("series", [])][:20]
         if not self._query_lock.acquire(blocking=False):  # never park both HTTP workers
             return 503, {"error": "another history request is being answered"}
+        history_query = _query()
         try:
             doc = history_query.from_spool(self.spool, since, until, patterns, ring=self.ring,
                                            max_points=max_points, device_id=self.device_id,
@@ -123,3 +123,11 @@ class AgentHistory:
         finally:
             self._query_lock.release()
         return 200, doc
+
+
+def _query():
+    """spool/history/query, imported at the first /history request: most agents never get one,
+    and it is not resident until then."""
+    from belabox_metrics.spool.history import query
+
+    return query

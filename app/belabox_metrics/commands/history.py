@@ -18,9 +18,9 @@ from belabox_metrics import exitcodes
 from belabox_metrics.commands.common import load_config
 from belabox_metrics.spool.history import fetch as history_fetch
 from belabox_metrics.spool.history import query as history_query
-from belabox_metrics.timeline import render_html, render_screen
 from belabox_metrics.timeline.history import HistoryError
-from belabox_metrics.timeline.screen import want_color
+from belabox_metrics.timeline.html import render_html
+from belabox_metrics.timeline.screen import render_screen, want_color
 
 # Points per series handed to the renderers: the HTML plots 900 pixel columns (min and max
 # per column); the screen has at most a few hundred character columns. A day at 10 s is

@@ -98,8 +98,8 @@ def _from_agent(cfg: configmod.Config, since_ms: int, until_ms: int, patterns, m
 
 def bundle_page(cfg: configmod.Config, db: str | None, now_s: float) -> str:
     """timeline.html for ``diagnose --bundle``: the last day, or a page saying why there is none."""
-    from belabox_metrics.timeline import render_html
     from belabox_metrics.timeline.history import HistoryError
+    from belabox_metrics.timeline.html import render_html
     until = int(now_s * 1000)
     try:
         if not db:
