@@ -10,7 +10,7 @@ closed loopback port) at each collection interval; beside them our agent with th
 on ext4 mounted with other options, and an empty ext4 as control. All stacks of a run are
 started one after another (start to READY is timed each), then measured over the same window:
 sectors written (/sys/block/loopN/stat field 7, journal included; sync before both readings),
-CPU (utime+stime, ours with its children), peak RSS (VmHWM), samples that reached
+CPU (utime+stime, ours with its children, running or reaped), peak RSS (VmHWM), samples that reached
 VictoriaMetrics with timestamps inside the window. Medians over the runs. MB/day is the
 window's writes extrapolated to 24 h. Needs root (loop devices). Exit 1 when a side fails.
 """

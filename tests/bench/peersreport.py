@@ -89,7 +89,7 @@ def render(rows: dict, args, command: str, started: datetime, machine: str) -> s
         + (f" (upload_interval {args.upload_interval:g} s)" if args.upload_interval else "")
         + ". Peers: node_exporter (default collectors) scraped by vmagent at the same interval. "
         "Both upload to VictoriaMetrics on 127.0.0.1; uplink down = a closed loopback port.",
-        "- CPU = utime+stime (ours with its children); samples = those in VictoriaMetrics with "
+        "- CPU = utime+stime (ours with its children, running or reaped); samples = those in VictoriaMetrics with "
         "timestamps in the window; peaks and start-up times are per stack (peers: the two summed; "
         "ready = both HTTP ports answer; ours: READY=1 on a test-owned NOTIFY_SOCKET).",
         "",

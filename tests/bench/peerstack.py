@@ -54,6 +54,37 @@ def cpu_seconds(pid: int, children: bool, procfs: str = "/proc") -> float:
         return parse_cpu_ticks(fh.read(), children) / CLK_TCK
 
 
+def live_children(pid: int, procfs: str = "/proc") -> list[int]:
+    """PIDs of ``pid``'s children still running, recursively (/proc/<pid>/task/*/children)."""
+    out: list[int] = []
+    try:
+        tids = os.listdir(f"{procfs}/{pid}/task")
+    except OSError:
+        return out
+    for tid in tids:
+        try:
+            with open(f"{procfs}/{pid}/task/{tid}/children", encoding="ascii") as fh:
+                kids = [int(x) for x in fh.read().split()]
+        except OSError:
+            continue
+        for kid in kids:
+            out.append(kid)
+            out.extend(live_children(kid, procfs))
+    return out
+
+
+def tree_cpu_seconds(pid: int, procfs: str = "/proc") -> float:
+    """A process with every child: those it reaped (cutime) and those still running (a
+    long-lived `journalctl -f` would otherwise never count)."""
+    total = cpu_seconds(pid, children=True, procfs=procfs)
+    for kid in live_children(pid, procfs):
+        try:
+            total += cpu_seconds(kid, children=True, procfs=procfs)
+        except OSError:
+            pass  # it ended between the listing and the read: its parent reaps it into cutime
+    return total
+
+
 def peak_rss_mb(pid: int, procfs: str = "/proc") -> float:
     with open(f"{procfs}/{pid}/status", encoding="ascii", errors="replace") as fh:
         return parse_vm_hwm_kb(fh.read()) / 1024
@@ -185,7 +216,7 @@ class OurStack:
         return [self.proc.pid]
 
     def cpu_seconds(self) -> float:
-        return cpu_seconds(self.proc.pid, children=True)
+        return tree_cpu_seconds(self.proc.pid)
 
     def peak_rss_mb(self) -> float:
         return peak_rss_mb(self.proc.pid)

@@ -6,17 +6,36 @@ sides were really measured.
 
 from __future__ import annotations
 
+import os
 import re
+import subprocess
+import sys
+import time
 
 import pytest
 
 from tests.bench import bench_peers as bench
 from tests.bench.loopfs import parse_block_stat
 from tests.bench.peersreport import MOUNT_VARIANTS, parse_cpu_model, parse_os_name
-from tests.bench.peerstack import parse_cpu_ticks, parse_vm_hwm_kb
+from tests.bench.peerstack import cpu_seconds, parse_cpu_ticks, parse_vm_hwm_kb, tree_cpu_seconds
 
 MEASURES = ("flash writes, MB/day", "CPU s in the window", "samples delivered per cycle",
             "CPU µs per delivered sample", "peak RSS (VmHWM), MB", "start to READY, s")
+
+
+def test_a_running_child_counts_before_it_is_reaped():
+    """Our agent's `journalctl -f` never ends: cutime alone would leave its CPU out."""
+    child = subprocess.Popen([sys.executable, "-c",
+                              "import time\nt = time.process_time()\nwhile time.process_time() - t < 0.3: pass\n"
+                              "time.sleep(30)"])
+    try:
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and tree_cpu_seconds(os.getpid()) - cpu_seconds(os.getpid(), True) < 0.25:
+            time.sleep(0.05)
+        assert tree_cpu_seconds(os.getpid()) - cpu_seconds(os.getpid(), True) >= 0.25
+    finally:
+        child.kill()
+        child.wait()
 
 
 def test_parsers_read_the_kernel_formats():
