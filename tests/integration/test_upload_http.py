@@ -276,6 +276,29 @@ def test_backlog_is_paced_by_the_byte_budget_and_stops_at_the_interval(server, e
     assert env.uploader.cycle().ok and env.pending() < before
 
 
+def test_when_the_live_lane_fills_the_interval_one_backlog_request_still_goes(envs):
+    """A slow server (or a box starved of CPU): each request takes longer than the interval.
+    The live lane goes first, then one backlog request per cycle, so the backlog still drains."""
+    clock = FakeClock()
+
+    def slow(req):
+        clock.mono += 15.0  # longer than the 10-s interval
+        return Reply(204)
+
+    with ImportServer(slow) as srv:
+        env = envs(make_config(srv.url(), batch_size=100, upload_interval="10s"),
+                   clock=clock.monotonic, wall=clock.wall, sleep=clock.sleep)
+        now = int(clock.wall() * 1000)
+        fill(env.spool, batches=3, series=100, wall0_ms=now - 86_400_000, name="old")
+        fill(env.spool, batches=1, series=100, wall0_ms=now - 1_000, name="live")
+        res = env.uploader.cycle()
+        assert res.ok and res.live_samples == 100 and res.backlog_samples == 100 and res.stopped
+        assert len(srv.requests) == 2
+        for _ in range(2):
+            assert env.uploader.cycle().ok
+        assert env.pending() == 0
+
+
 def test_a_box_booted_in_1970_gets_its_times_from_the_servers_date(server, envs, tmp_path):
     """The real Timekeeper: batches of this boot wait (parked) until a server Date gives the
     offset, then go with corrected times; an untrusted batch of an earlier boot stays parked."""

@@ -202,9 +202,11 @@ class Uploader:
     def _pace(self, nbytes: int, res: CycleResult, end: float | None, honor_stop: bool) -> bool:
         """Wait until the byte budget allows ``nbytes`` of backlog; False when that wait would
         run past the end of the cycle (the rest goes in the next one)."""
-        if end is not None and self.clock() >= end:
+        if end is not None and self.clock() >= end and res.backlog_samples > 0:
             # The interval is over, budget or not: unthrottled (max_bytes_per_second 0), a
-            # backlog of a million samples held the live lane back until it was all sent.
+            # backlog of a million samples held the live lane back until it was all sent. One
+            # backlog request per cycle always goes: when the live lane alone fills an interval
+            # (a slow link or server), the backlog must still move.
             res.stopped = True
             return False
         wait = self.budget.ready_in(nbytes)
