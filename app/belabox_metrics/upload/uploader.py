@@ -43,8 +43,11 @@ __all__ = ["ByteBudget", "CycleResult", "DrainProgress", "Uploader"]
 log = logging.getLogger(__name__)
 
 LAST_SUCCESS = "metrics_collector_upload_last_success_timestamp_seconds"
-# Spread of each upload interval (see Uploader.next_interval).
+# Spread of each upload interval (see Uploader.next_interval): small while uploads succeed
+# (dashboards see a steady cadence), wide after a failed cycle, so boxes that lost the server
+# together (a fleet server restart, a venue's uplink) come back spread over a whole interval.
 INTERVAL_JITTER = 0.1
+FAILURE_JITTER = 0.5
 
 
 class Uploader:
@@ -264,11 +267,12 @@ class Uploader:
         """Run the next cycle now (the first batch after start, a link that came back)."""
         self._wake.set()
 
-    def next_interval(self) -> float:
+    def next_interval(self, failed: bool = False) -> float:
         """upload_interval, spread by ±INTERVAL_JITTER: boxes that start together (power back on a
         site, a fleet's link restored) drift apart within a few cycles instead of hitting the
         server in step for ever; the mean stays upload_interval."""
-        return self.cfg.upload_interval * (1.0 + INTERVAL_JITTER * (2.0 * self._rng() - 1.0))
+        spread = FAILURE_JITTER if failed else INTERVAL_JITTER
+        return self.cfg.upload_interval * (1.0 + spread * (2.0 * self._rng() - 1.0))
 
     def _loop(self) -> None:
         next_due = self.clock() + self.next_interval()
@@ -281,8 +285,8 @@ class Uploader:
             if self._stop.is_set():
                 break
             started = self.clock()
-            self.cycle()
-            next_due = started + self.next_interval()
+            res = self.cycle()
+            next_due = started + self.next_interval(failed=not res.ok)
         if self._final_deadline is not None:
             # Shutdown: one last try at the newest data, single attempts, inside the stop budget.
             self._run(live=True, backlog=False, deadline=self._final_deadline, backlog_end=None, throttle=False,
