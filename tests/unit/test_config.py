@@ -105,7 +105,7 @@ def test_guide_config_passes_check_config(tmp_path):
 def test_new_keys_have_safe_defaults():
     cfg = config.loads("device_id: x\n", environ={})
     assert cfg.storage.max_size_mb == 64
-    assert cfg.storage.commit_interval == 300.0
+    assert cfg.storage.commit_interval == 120.0
     assert cfg.remote.max_bytes_per_second > 0
     assert dict(cfg.remote.extra_labels) == {}
     assert cfg.storage.fallback_path == ""
