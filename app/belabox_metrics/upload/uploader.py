@@ -270,7 +270,9 @@ class Uploader:
     def next_interval(self, failed: bool = False) -> float:
         """upload_interval, spread by ±INTERVAL_JITTER: boxes that start together (power back on a
         site, a fleet's link restored) drift apart within a few cycles instead of hitting the
-        server in step for ever; the mean stays upload_interval."""
+        server in step for ever; the mean stays upload_interval. After a ``failed`` cycle the
+        spread is ±FAILURE_JITTER, so a fleet that lost its server together does not return in
+        the same second."""
         spread = FAILURE_JITTER if failed else INTERVAL_JITTER
         return self.cfg.upload_interval * (1.0 + spread * (2.0 * self._rng() - 1.0))
 
