@@ -203,8 +203,9 @@ class Uploader:
             return res
 
     def _pace(self, nbytes: int, res: CycleResult, end: float | None, honor_stop: bool) -> bool:
-        """Wait until the byte budget allows ``nbytes`` of backlog; False when that wait would
-        run past the end of the cycle (the rest goes in the next one)."""
+        """Before each backlog request: wait until the byte budget allows ``nbytes``; False
+        (the rest goes in the next cycle) once the interval is over, after at least one backlog
+        request, or when the wait would run past it."""
         if end is not None and self.clock() >= end and res.backlog_samples > 0:
             # The interval is over, budget or not: unthrottled (max_bytes_per_second 0), a
             # backlog of a million samples held the live lane back until it was all sent. One
