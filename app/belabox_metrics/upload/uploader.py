@@ -207,10 +207,8 @@ class Uploader:
         (the rest goes in the next cycle) once the interval is over, after at least one backlog
         request, or when the wait would run past it."""
         if end is not None and self.clock() >= end and res.backlog_samples > 0:
-            # The interval is over, budget or not: unthrottled (max_bytes_per_second 0), a
-            # backlog of a million samples held the live lane back until it was all sent. One
-            # backlog request per cycle always goes: when the live lane alone fills an interval
-            # (a slow link or server), the backlog must still move.
+            # Unthrottled, a million-sample backlog held the live lane back until all was sent.
+            # One backlog request per cycle always goes: a slow link must still drain.
             res.stopped = True
             return False
         wait = self.budget.ready_in(nbytes)
