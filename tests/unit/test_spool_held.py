@@ -104,3 +104,37 @@ def test_parking_a_held_batch_writes_it_first_and_drops_are_counted(tmp_path):
     sp = Spool.open(str(db), CFG)
     assert sp.stats().dropped == {"rejected_400": 10}  # kept across restarts
     sp.close()
+
+
+def _parked_rows(db) -> list[tuple[int, str, int]]:
+    conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
+    try:
+        return conn.execute("SELECT batch_id, reason, since_ms FROM parked ORDER BY batch_id").fetchall()
+    finally:
+        conn.close()
+
+
+def test_a_held_batch_parked_is_written_parked_at_its_commit_not_at_once(tmp_path):
+    # Parking wrote held batches at once: with the uplink down and no clock, that was a write
+    # every upload cycle, most of what such a box wrote to its card.
+    db = tmp_path / "metrics.db"
+    clock = Clock()
+    sp = Spool.open(str(db), CFG, clock=clock)
+    for i in range(3):
+        sp.append(small_batch(i))
+    size = db.stat().st_size + (tmp_path / "metrics.db-wal").stat().st_size
+    sp.park([1, 2], "clock_unverified", now_wall_ms=5_000)
+    assert db.stat().st_size + (tmp_path / "metrics.db-wal").stat().st_size == size
+    st = sp.stats()  # counted as parked at once, the same number health and /metrics show
+    assert (st.pending_samples, st.parked_samples, st.parked_batches) == (10, 20, 2)
+    assert st.parked_by_reason == {"clock_unverified": 20} and st.oldest_parked_wall_ms == small_batch(0).wall_ms
+    assert [s.batch_id for s in sp.take_oldest(100)] == [3]  # parked batches are not sent
+    assert [p[0] for p in sp.parked()] == [1, 2]
+    sp.unpark([2])
+    assert sorted(s.batch_id for s in sp.take_oldest(100)) == [2, 3]
+    assert sp.maybe_commit(clock.t + 120.0) == 3
+    st2 = sp.stats()
+    assert (st2.pending_samples, st2.parked_samples, st2.parked_by_reason) == (20, 10, {"clock_unverified": 10})
+    assert [p[0] for p in sp.parked()] == [1]
+    sp.close()
+    assert _parked_rows(db) == [(1, "clock_unverified", 5_000)]  # parked since it was parked

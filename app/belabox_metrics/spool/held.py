@@ -7,6 +7,10 @@ it was collected is written (spool.store), so a power cut loses at most that int
 
 Each held batch has the id it will keep if it is written (RowWriter.reserve_id), so an upload
 in flight acknowledges it the same way in memory or on disk.
+
+A held batch that the uploader parks (its clock cannot be trusted yet) stays held, marked, and
+is written parked at its normal commit: parking it at once cost a write every upload cycle, which
+was most of the flash a box without a clock wrote with its uplink down.
 """
 
 from __future__ import annotations
@@ -29,6 +33,8 @@ class Entry:
     batch: Batch
     at: float  # monotonic time it was appended
     done: int = 0
+    park: tuple[str, int] | None = None  # (reason, since wall ms): parked, written as such
+
 
     @property
     def remaining(self) -> int:
@@ -53,12 +59,43 @@ class Held:
             return batch_id in self._entries
 
     def totals(self) -> tuple[int, int, int | None, int | None]:
-        """(batches, remaining samples, oldest wall_ms, newest wall_ms)."""
+        """(batches, remaining samples, oldest wall_ms, newest wall_ms) of the pending ones:
+        parked batches are counted by parked_totals()."""
         with self._lock:
-            if not self._entries:
-                return 0, 0, None, None
-            walls = [e.batch.wall_ms for e in self._entries.values()]
-            return len(self._entries), self._samples, min(walls), max(walls)
+            live = [e for e in self._entries.values() if e.park is None]
+        if not live:
+            return 0, 0, None, None
+        walls = [e.batch.wall_ms for e in live]
+        return len(live), sum(e.remaining for e in live), min(walls), max(walls)
+
+    def parked_totals(self) -> tuple[int, int, dict[str, int], int | None]:
+        """(batches, remaining samples, samples by reason, oldest wall_ms) of the parked ones."""
+        with self._lock:
+            parked = [e for e in self._entries.values() if e.park is not None]
+        by_reason: dict[str, int] = {}
+        for e in parked:
+            by_reason[e.park[0]] = by_reason.get(e.park[0], 0) + e.remaining
+        return (len(parked), sum(e.remaining for e in parked), by_reason,
+                min((e.batch.wall_ms for e in parked), default=None))
+
+    def parked(self) -> list[tuple[int, str, int, int]]:
+        """(batch_id, boot_id, wall_ms, samples) of each parked batch held here, oldest first."""
+        with self._lock:
+            return [(e.id, e.batch.boot_id, e.batch.wall_ms, e.remaining)
+                    for e in self._entries.values() if e.park is not None]
+
+    def mark(self, ids: Iterable[int], park: tuple[str, int] | None) -> set[int]:
+        """Park (``park`` = (reason, since wall ms)) or unpark the batches held here; returns
+        the ids that are held (the others are on disk)."""
+        with self._lock:
+            found = set()
+            for i in ids:
+                e = self._entries.get(i)
+                if e is not None:
+                    found.add(i)
+                    if park is None or e.park is None:  # parked stays parked since the first time
+                        e.park = park
+            return found
 
     def due(self, now: float, hold_s: float, early_samples: int) -> list[Entry]:
         """Take out what must be written now: held for ``hold_s`` or more, and the oldest while
@@ -112,7 +149,7 @@ class Held:
         for e in entries:
             if room <= 0:
                 break
-            if e.id in skip:
+            if e.id in skip or e.park is not None:
                 continue
             if newer_than_ms is not None and e.batch.wall_ms <= newer_than_ms:
                 if newest_first:

@@ -134,6 +134,7 @@ class Spool(Opening, Upkeep):
                 lost = self._held.put_back(entries, MAX_BUFFER_SAMPLES)
                 self._count({self.guard.drop_reason(): lost})
                 raise
+            self._write_parked(entries)
             self.guard.committed()
             self.last_committed_wall_ms = [e.batch.wall_ms for e in entries]
             return len(entries)
@@ -277,6 +278,12 @@ class Spool(Opening, Upkeep):
         # Held batches are pending too (they are not on the server): one number everywhere.
         hb, hs, h_oldest, h_newest = self._held.totals()
         by_reason, parked_bytes, oldest_parked = self._totals.parked_detail()
+        phb, phs, held_reasons, h_oldest_parked = self._held.parked_totals()
+        if phb:  # parked while held (spool/held.py): parked like the rows, one number everywhere
+            pb, ps, parked_bytes = pb + phb, ps + phs, parked_bytes + phs * EST_BYTES_PER_SAMPLE
+            for r, n in held_reasons.items():
+                by_reason[r] = by_reason.get(r, 0) + n
+            oldest_parked = h_oldest_parked if oldest_parked is None else min(oldest_parked, h_oldest_parked)
         oldest = oldest if h_oldest is None or (oldest is not None and oldest <= h_oldest) else h_oldest
         newest = newest if h_newest is None or (newest is not None and newest >= h_newest) else h_newest
         return SpoolStats(batches + hb, samples + hs, nbytes + hs * EST_BYTES_PER_SAMPLE, oldest, newest,

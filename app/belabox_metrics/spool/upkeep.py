@@ -165,28 +165,48 @@ class Upkeep:
             self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
 
     def park(self, batch_ids: Collection[int], reason: str, now_wall_ms: int | None = None) -> None:
-        """Set batches aside: never taken, counted in stats, expired after parked_max_age. Held
-        batches are written first: parked data may wait for days."""
+        """Set batches aside: never taken, counted in stats, expired after parked_max_age. A held
+        batch stays held, marked, and is written parked at its normal commit (spool/held.py)."""
         since = int(time.time() * 1000) if now_wall_ms is None else now_wall_ms
-        ids = list(batch_ids)
-        self._commit(lambda: self._held.take_ids(ids), self._clock())
-        with self._db:
-            moved = set_parked(self._writer, ids, True, reason, since)
-        self._totals.move(moved, to_parked=True)
-        self._refresh_ends()
-        self._refresh_parked()
+        self._set_parked(batch_ids, (reason, since))
 
     def unpark(self, batch_ids: Collection[int]) -> None:
-        with self._db:
-            moved = set_parked(self._writer, list(batch_ids), False)
-        self._totals.move(moved, to_parked=False)
+        self._set_parked(batch_ids, None)
+
+    def _set_parked(self, batch_ids: Collection[int], park: tuple[str, int] | None) -> None:
+        # Under the commit lock: a batch is either still held or already a row, never in between.
+        with self._commit_lock:
+            held = self._held.mark(batch_ids, park)
+            rest = [i for i in batch_ids if i not in held]
+            if not rest:
+                return
+            with self._db:
+                moved = (set_parked(self._writer, rest, True, *park) if park
+                         else set_parked(self._writer, rest, False))
+            self._totals.move(moved, to_parked=park is not None)
+            self._refresh_ends()
+            self._refresh_parked()
+
+    def _write_parked(self, entries) -> None:
+        """Rows just written for held batches that were parked while held: park them now."""
+        groups: dict[tuple[str, int], list[int]] = {}
+        for e in entries:
+            if e.park is not None:
+                groups.setdefault(e.park, []).append(e.id)
+        if not groups:
+            return
+        for (reason, since), ids in sorted(groups.items()):
+            with self._db:
+                moved = set_parked(self._writer, ids, True, reason, since)
+            self._totals.move(moved, to_parked=True)
         self._refresh_ends()
         self._refresh_parked()
 
     def parked(self) -> list[tuple[int, str, int, int]]:
         """(batch_id, boot_id, wall_ms, samples) of every parked batch, oldest first."""
         with self._db:
-            return self._reader.parked()
+            rows = self._reader.parked()
+        return rows + self._held.parked()  # held ones are newer than any row
 
     def expire_parked(self, now_wall_ms: int, max_age_s: float) -> int:
         """Drop (reason ``untrusted_clock``) batches parked longer than max_age_s; returns samples."""
