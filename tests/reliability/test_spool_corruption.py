@@ -79,16 +79,24 @@ def test_garbage_in_the_middle_is_quarantined_and_readable_batches_salvaged(db):
     again.close()
 
 
-def test_garbage_over_the_first_page_is_not_a_database(db):
-    fill(db, 20)
-    garble(db, 0, 512)
+@pytest.mark.parametrize("length", [100, 512], ids=["header", "first-page"])
+def test_garbage_over_the_header_or_first_page_is_repaired_in_a_copy(db, length):
+    # SQLite calls such a file "not a database" although every batch is intact: a copy with the
+    # header (and page 1, the schema's root) rebuilt from a fresh spool reads them all back.
+    made = fill(db, 20)
+    garble(db, 0, length)
     sp = Spool.open(db, CFG)
     rep = sp.open_report
-    assert rep.quarantined and rep.salvaged_batches == 0
-    assert "not a database" in rep.message or "not a usable database" in rep.message
+    assert rep.quarantined and "not a database" in rep.message
+    with open(rep.quarantined, "rb") as fh:
+        assert not fh.read(16).startswith(b"SQLite")  # the evidence stays as found
+    assert rep.salvaged_batches == 20, rep.message
+    assert "repaired" in rep.message and ("header" in rep.message if length == 100 else "first page" in rep.message)
+    assert [sl.samples for sl in sp.iter_pending()] == list(made.values())
+    assert not glob.glob(db + "*.repair*")  # the repaired copy is gone
     sp.append(BatchGen().batch())
     sp.flush()
-    assert sp.stats().pending_samples == 300
+    assert sp.stats().pending_samples == 21 * 300
     sp.close()
 
 

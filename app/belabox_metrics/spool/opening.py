@@ -142,6 +142,8 @@ class Opening:
         self._count(rep.dropped, metrics=False)  # the old file's history, not new drops
         msg = (f"spool was damaged ({damage}); moved to {os.path.basename(quarantined)}; salvaged "
                f"{rep.batches} batches ({rep.samples} samples)")
+        if rep.repair:
+            msg += f" from a copy whose damaged start was repaired ({rep.repair})"
         if rep.lost_batches:
             msg += f", {rep.lost_batches} unreadable batches ({rep.lost_samples} samples) counted as dropped"
         if rep.error:

@@ -56,6 +56,7 @@ class Salvage:
     lost_samples: int = 0  # their sample counts, when those could still be read
     dropped: dict[str, int] = field(default_factory=dict)  # the old file's drop counters
     error: str = ""  # why nothing at all could be read, if so
+    repair: str = ""  # what spool.repair did to a copy so that SQLite would read it
 
 
 def _open_damaged(path: str) -> sqlite3.Connection:
@@ -114,7 +115,25 @@ def _ids(conn: sqlite3.Connection) -> list[int]:
 
 def salvage(path: str, report: Salvage) -> Iterator[tuple[Batch, str | None]]:
     """Yield ``(batch, parked_reason)`` for every readable batch of a damaged spool, oldest first,
-    with acknowledged samples already cut off. Counts go to ``report``."""
+    with acknowledged samples already cut off. Counts go to ``report``. A file whose first page
+    SQLite refuses is read through a repaired copy (spool/repair.py), removed afterwards."""
+    from belabox_metrics.spool import repair  # only a damaged file needs it
+
+    if not repair.needs_repair(path):
+        yield from _salvage(path, report)
+        return
+    copy = path + ".repair"
+    report.repair = repair.repaired_copy(path, copy) or ""
+    if not report.repair:
+        yield from _salvage(path, report)
+        return
+    try:
+        yield from _salvage(copy, report)
+    finally:
+        repair.remove(copy)
+
+
+def _salvage(path: str, report: Salvage) -> Iterator[tuple[Batch, str | None]]:
     try:
         conn = _open_damaged(path)
     except sqlite3.Error as e:
