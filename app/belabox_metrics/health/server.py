@@ -143,13 +143,17 @@ class HealthServer(ThreadingHTTPServer):
     # --- the event loop --------------------------------------------------------------------
 
     def serve_forever(self, poll_interval: float = 0.5) -> None:
+        """``poll_interval`` is the longest wait while a connection has a deadline; with none
+        open the loop sleeps until a client or the wake pipe (stop, a finished answer) arrives,
+        instead of waking twice a second on an idle box."""
         sel = selectors.DefaultSelector()
         sel.register(self.socket, selectors.EVENT_READ, "listen")
         sel.register(self._wake_r, selectors.EVENT_READ, "wake")
         conns: dict[socket.socket, Conn] = {}  # insertion order = accept order
         try:
             while not self._stopping.is_set():
-                for key, _mask in sel.select(poll_interval):
+                idle = not conns and not self.overload.draining
+                for key, _mask in sel.select(None if idle else poll_interval):
                     try:
                         if key.data == "listen":
                             self._accept(sel, conns)
