@@ -164,6 +164,7 @@ def disk(tmp_path, fresh_root):
     return make_disk(tmp_path, fresh_root())
 
 
+@pytest.mark.long  # a full image write or a 1M backlog: `scripts/test --long` (CI runs it too)
 def test_apply_to_a_raw_image_without_mounting_it(disk):
     res = apply(disk, "--board", "rk3588-rock5b")
     assert "debugfs, no mount" in res.stderr and "verified" in res.stderr
@@ -201,6 +202,7 @@ def test_apply_to_a_raw_image_without_mounting_it(disk):
     assert run(["mtype", "-i", f"{disk}@@{BOOT_START * SECTOR}", "::/belabox-metrics.yaml"]).stdout == seed.read_text()
 
 
+@pytest.mark.long  # a full image write or a 1M backlog: `scripts/test --long` (CI runs it too)
 def test_root_partition_by_label_or_number(tmp_path, fresh_root):
     disk = make_disk(tmp_path, fresh_root(), with_decoy=True)
     res = apply(disk, check=False)
@@ -228,6 +230,7 @@ def test_refuses_an_image_attached_to_a_loop_device(disk):
     assert f"is attached to {loop}" in res.stderr
 
 
+@pytest.mark.long  # a full image write or a 1M backlog: `scripts/test --long` (CI runs it too)
 def test_apply_to_a_bare_filesystem_image(tmp_path, fresh_root):
     img = tmp_path / "root.ext4"
     run(["mke2fs", "-q", "-t", "ext4", "-d", fresh_root(), img, "700M"], timeout=300)

@@ -22,6 +22,7 @@ def rss() -> int:
 
 @pytest.mark.slow
 @pytest.mark.timeout(120)
+@pytest.mark.long  # a full image write or a 1M backlog: `scripts/test --long` (CI runs it too)
 def test_draining_a_million_sample_backlog_keeps_rss_flat(tmp_path):
     path = str(tmp_path / "metrics.db")
     sp = Spool.open(path, StorageConfig())
