@@ -48,7 +48,10 @@ def test_500_then_success_retries_and_delivers_everything_exactly_once(server, e
     server.respond = script(Reply(500, body="boom"))
     env = envs(make_config(server.url()))
     expected = fill(env.spool, batches=5, series=20)
+    cycles = []
+    env.uploader.on_cycle = lambda: cycles.append(env.spool.stats().pending_samples)
     res = env.uploader.cycle()
+    assert cycles == [0]  # the agent's loop is woken after the cycle, with the spool already updated
     assert res.ok and res.sent_samples == 100
     assert [r.status for r in server.requests] == [500, 204]
     assert sorted(samples_of(server.accepted())) == sorted(expected)  # nothing lost, nothing twice

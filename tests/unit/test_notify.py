@@ -70,6 +70,13 @@ def test_watchdog_at_most_every_half_interval(receiver, monkeypatch):
     assert not n.ping(101.2)
     assert n.ping(105.0)  # a late ping (a slow tick) still goes out at once
     assert receiver.messages() == ["WATCHDOG=1"] * 3
+    # The loop sleeps until the next ping is due, not a whole interval from any wake.
+    assert n.next_ping_in(105.4) == pytest.approx(0.6) and n.next_ping_in(107.0) == 0.0
+
+
+def test_no_watchdog_no_ping_deadline(receiver, monkeypatch):
+    monkeypatch.delenv("WATCHDOG_USEC", raising=False)
+    assert Notifier().next_ping_in(1.0) is None
 
 
 def test_watchdog_of_another_pid_is_ignored(receiver, monkeypatch):

@@ -27,8 +27,10 @@ from belabox_metrics.samples import Batch
 
 log = logging.getLogger(__name__)
 
-# Upper bound of one loop sleep: keeps the watchdog fed and signals noticed promptly.
-MAX_SLEEP = 1.0
+# Upper bound of one loop sleep. Signals, the uploader's cycles and collection wake the loop
+# themselves; what waits for this bound is minutes-scale upkeep and a clock step's health. A tick
+# a second was over half of the agent's CPU at a 30-s interval (scripts/bench peers).
+MAX_SLEEP = 5.0
 # A clean stop tries one last upload, but never holds systemd's stop for long.
 SHUTDOWN_UPLOAD_BUDGET = 5.0
 # How often STATUS= tells systemd the backlog and the last upload (`systemctl status`).
@@ -144,7 +146,7 @@ class Agent:
             residency.trim()
             self._next_trim = now + TRIM_INTERVAL
         self._report_storage()
-        self._report_time()  # every tick, so a clock step shows at once
+        self._report_time()  # every tick, so a clock step shows within MAX_SLEEP
         if self.uploader is not None and samples and self._ticks == 0:
             self.uploader.wake()
         self._ticks += 1
@@ -182,9 +184,15 @@ class Agent:
 
     def _sleep_for(self, now: float) -> float:
         next_due = self.runner.next_due()
+        commit_due = self.spool.next_commit_due()
+        if commit_due is not None:  # the power-cut loss bound is commit_interval, not a tick later
+            next_due = min(next_due, commit_due)
         longest = MAX_SLEEP
-        if self.notifier and self.notifier.watchdog_interval:
-            longest = min(longest, self.notifier.watchdog_interval)  # a short WatchdogSec must still be fed
+        ping_in = self.notifier.next_ping_in(now) if self.notifier else None
+        if ping_in is not None:
+            # Until the next ping is due, not a whole interval: a wake in between (an upload
+            # cycle) would otherwise push the ping up to twice the interval away.
+            longest = min(longest, max(ping_in, 0.01))
         return max(0.0, min(longest, next_due - now))
 
     # --- signals, reload, shutdown ------------------------------------------------------

@@ -98,6 +98,7 @@ def start_uploader(agent: Any) -> None:
         return
     agent.uploader = Uploader(agent.cfg, agent.spool, agent.health, agent.selfmetrics, device_id=agent.device_id,
                              token=TokenSource(agent.cfg, agent.environ), timekeeper=agent.timekeeper)
+    agent.uploader.on_cycle = agent._wake.set
     agent.uploader.start()
 
 

@@ -61,6 +61,13 @@ class Notifier:
         """Ask for more start/stop time (a long migration or a last upload at shutdown)."""
         return self._send(f"EXTEND_TIMEOUT_USEC={int(seconds * 1e6)}")
 
+    def next_ping_in(self, now_mono: float) -> float | None:
+        """Seconds until the next ping is due (0 when it is), None without a watchdog."""
+        interval = self.watchdog_interval
+        if interval is None:
+            return None
+        return 0.0 if self._last_ping is None else max(0.0, self._last_ping + interval - now_mono)
+
     def watchdog_due(self, now_mono: float) -> bool:
         interval = self.watchdog_interval
         if interval is None:

@@ -97,6 +97,11 @@ class Held:
                         e.park = park
             return found
 
+    def oldest_at(self) -> float | None:
+        with self._lock:
+            first = next(iter(self._entries.values()), None)
+            return None if first is None else first.at
+
     def due(self, now: float, hold_s: float, early_samples: int) -> list[Entry]:
         """Take out what must be written now: held for ``hold_s`` or more, and the oldest while
         more than ``early_samples`` wait (a slow uplink must not turn memory into the spool)."""

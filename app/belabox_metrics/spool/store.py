@@ -110,6 +110,11 @@ class Spool(Opening, Upkeep):
         return self._commit(lambda: self._held.due(now_mono, self.cfg.commit_interval, COMMIT_EARLY_SAMPLES),
                             now_mono)
 
+    def next_commit_due(self) -> float | None:
+        """When (monotonic) the oldest held batch is due to be written, if any is held."""
+        at = self._held.oldest_at()
+        return None if at is None else at + self.cfg.commit_interval
+
     def flush(self) -> int:
         """Write everything still held (shutdown)."""
         return self._commit(self._held.take_all, self._clock())

@@ -70,6 +70,7 @@ class Uploader:
         self._thread: threading.Thread | None = None
         self._final_deadline: float | None = None
         self._rng = rng or random.random
+        self.on_cycle: Callable[[], object] | None = None  # called after every cycle (agent loop)
         self.budget = ByteBudget(cfg.remote.max_bytes_per_second, clock)
         self.transport = Transport(cfg.remote.url, cfg.remote.timeout, RetryPolicy.from_config(cfg.remote.retry),
                                    client=client, selfmetrics=selfmetrics, timekeeper=timekeeper, wall=wall,
@@ -226,6 +227,8 @@ class Uploader:
 
     def _finish(self, res: CycleResult) -> None:
         self.reporting.cycle_done(res)
+        if self.on_cycle is not None:
+            self.on_cycle()
         if res.failure == AUTH:
             delay = self.state.token_refused(self._last_token(), self.cfg.upload_interval)
             log.warning("the server refused the token; next try in %.0fs (or as soon as the token file "
@@ -267,11 +270,8 @@ class Uploader:
         self._wake.set()
 
     def next_interval(self, failed: bool = False) -> float:
-        """upload_interval, spread by ±INTERVAL_JITTER: boxes that start together (power back on a
-        site, a fleet's link restored) drift apart within a few cycles instead of hitting the
-        server in step for ever; the mean stays upload_interval. After a ``failed`` cycle the
-        spread is ±FAILURE_JITTER, so a fleet that lost its server together does not return in
-        the same second."""
+        """upload_interval ±INTERVAL_JITTER (±FAILURE_JITTER after a ``failed`` cycle), mean
+        upload_interval: boxes that start or lose their server together drift apart."""
         spread = FAILURE_JITTER if failed else INTERVAL_JITTER
         return self.cfg.upload_interval * (1.0 + spread * (2.0 * self._rng() - 1.0))
 
