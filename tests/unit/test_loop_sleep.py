@@ -23,6 +23,7 @@ def test_idle_sleeps_the_longest_bound_not_a_second():
 def test_wakes_for_the_collection_the_commit_or_the_watchdog_whichever_is_first():
     assert Agent._sleep_for(_agent(102.0, None), 100.0) == 2.0
     assert Agent._sleep_for(_agent(130.0, 101.5), 100.0) == 1.5  # a held batch's commit_interval ends
-    assert Agent._sleep_for(_agent(130.0, 99.0), 100.0) == 0.0  # overdue: at once
+    # Still due after the tick that tried: the write failed, and the loop must not spin on it.
+    assert Agent._sleep_for(_agent(130.0, 99.0), 100.0) == MAX_SLEEP
     assert Agent._sleep_for(_agent(130.0, None, ping_in=0.3), 100.0) == 0.3
     assert Agent._sleep_for(_agent(130.0, None, ping_in=0.0), 100.0) == 0.01  # never a busy loop

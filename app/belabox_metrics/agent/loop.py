@@ -185,7 +185,10 @@ class Agent:
     def _sleep_for(self, now: float) -> float:
         next_due = self.runner.next_due()
         commit_due = self.spool.next_commit_due()
-        if commit_due is not None:  # the power-cut loss bound is commit_interval, not a tick later
+        # The power-cut loss bound is commit_interval, not a tick later. Still due after the tick
+        # that just tried means the write failed (a full or read-only disk): the retry waits for
+        # the next ordinary tick, or the loop would spin on it.
+        if commit_due is not None and commit_due > now:
             next_due = min(next_due, commit_due)
         longest = MAX_SLEEP
         ping_in = self.notifier.next_ping_in(now) if self.notifier else None
