@@ -123,3 +123,18 @@ def test_tree_without_parent_records(tmp_path):
     assert reasons["sda"] == "no medium (size 0)"
     assert reasons["usb0"].startswith("USB gadget")
     assert reasons["zram0"].startswith("zram") and reasons["loop0"].startswith("loop")
+
+
+def test_the_cheap_listing_skips_following_links_and_the_followed_one_drops_dead_ones(tmp_path):
+    # The discovery thread lists names every check and follows the class links every
+    # FOLLOW_LINKS_EVERY-th (ten times the cost): a link left behind is still noticed.
+    root = materialize(GENERIC, tmp_path / "sys", strip_udev=True)
+    scanner = SysfsScanner(str(root))
+    before = dict(scanner.listing(follow=False))
+    assert dict(scanner.listing(follow=True)) == before
+    link = next((root / "class" / "net").iterdir())
+    shutil.rmtree(link.resolve())  # the device goes, its link in class/net stays
+    assert dict(scanner.listing(follow=False)) == before
+    followed = dict(scanner.listing(follow=True))
+    gone = {s: set(before[s] or ()) - set(followed[s] or ()) for s in before}
+    assert any(gone.values()), gone

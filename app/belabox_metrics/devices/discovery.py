@@ -39,6 +39,8 @@ RESCAN_DEBOUNCE = 0.15
 # this often for attributes that change in place (a profile of the agent without udevd found the
 # 5 s full scans were 84% of its CPU).
 FULL_SCAN_EVERY = 300.0
+# Every how many listing checks the class links are followed too (sysfsscan.listing).
+FOLLOW_LINKS_EVERY = 6
 
 
 def _pyudev() -> Any:
@@ -258,9 +260,13 @@ class Discovery:
     def _listing_changed(self, now: float) -> bool:
         """True when something was plugged or unplugged since the last look, or a full scan is
         due anyway; the check itself is a few listdirs."""
-        listing = self._scanner.listing()
-        changed = listing != getattr(self, "_listing", None) or now - getattr(self, "_full_at", 0.0) >= FULL_SCAN_EVERY
-        self._listing = listing
+        self._checks = getattr(self, "_checks", 0) + 1
+        follow = self._checks % FOLLOW_LINKS_EVERY == 0
+        listing = self._scanner.listing(follow)
+        # Followed and unfollowed listings differ only by links left behind: compare like with like.
+        last = getattr(self, "_listing_followed" if follow else "_listing", None)
+        changed = listing != last or now - getattr(self, "_full_at", 0.0) >= FULL_SCAN_EVERY
+        setattr(self, "_listing_followed" if follow else "_listing", listing)
         return changed
 
     def _drain(self) -> int:
