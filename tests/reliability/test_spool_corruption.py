@@ -168,3 +168,34 @@ def test_only_the_newest_quarantined_copies_are_kept(db):
         Spool.open(db, CFG).close()
     copies = [p for p in glob.glob(db + ".corrupt-*") if not p.endswith(("-wal", "-shm"))]
     assert len(copies) == 2
+
+
+def test_damage_found_by_a_write_while_running_is_moved_aside_and_salvaged_at_once(db):
+    # Before, SQLITE_CORRUPT on a commit was named and shown, but repaired only at the next
+    # start: until then every commit failed and the held batches waited in memory.
+    sm = SelfMetrics()
+    sp = Spool.open(db, CFG, selfmetrics=sm)
+    gen = BatchGen(seed=3)
+    for _ in range(200):
+        sp.append(gen.batch())
+    sp.flush()
+    sp._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    garble(db, os.path.getsize(db) // 2, os.path.getsize(db) // 2)  # the b-tree's later pages
+    sp._conn.execute("PRAGMA shrink_memory")  # forget cached pages: the next write reads the damage
+    sp.append(gen.batch())
+    with pytest.raises(sqlite3.DatabaseError):
+        sp.flush()
+    assert sp.guard.damaged() and "damaged while running" in sp.guard.fault.message
+    assert sp.stats().buffered_batches == 1  # the batch waits in memory, not lost
+    sp.maybe_commit(0.0)  # the loop's next tick: moved aside, salvaged, a fresh file in use
+    rep = sp.open_report
+    assert rep.quarantined and os.path.exists(rep.quarantined) and "damaged while running" in rep.message
+    assert sp.guard.fault is None and "damaged while running" in sp.guard.current_notice()
+    assert sp.flush() == 1  # the held batch reaches the fresh file
+    st = sp.stats()
+    assert st.pending_samples == rep.salvaged_samples + 300
+    assert sm.value("metrics_collector_dropped_samples_total", {"reason": "corrupt"}) == st.dropped.get("corrupt", 0)
+    sp.close()
+    again = Spool.open(db, CFG)
+    assert again.open_report.quarantined is None and again.stats().pending_samples == st.pending_samples
+    again.close()

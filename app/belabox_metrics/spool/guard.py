@@ -153,6 +153,10 @@ class Guard:
             return "spool WAL file deleted or replaced while running"
         return None
 
+    def damaged(self) -> bool:
+        """A write failed with SQLITE_CORRUPT: the file is to be moved aside and salvaged."""
+        return self.fault is not None and self.fault.reason == "corrupt"
+
     def rebuild_due(self) -> bool:
         now = self._clock()
         if now < self._next_rebuild:
@@ -163,6 +167,12 @@ class Guard:
     def cannot_rebuild(self, why: str, exc: BaseException) -> None:
         self.fault = Fault("spool_deleted", f"{why}; cannot rebuild it yet: {exc}", time.time())
         log.error("spool %s: %s; cannot rebuild it yet: %s", self.path, why, exc)
+
+    def replaced_damaged(self, message: str) -> None:
+        """The damaged file is moved aside and a fresh one in use (Upkeep._recover_damage)."""
+        self.adopt()
+        self.fault = None
+        self.notice(message)
 
     def rebuilt(self, why: str, pending_batches: int) -> None:
         self.adopt()

@@ -107,6 +107,8 @@ class Spool(Opening, Upkeep):
         """Write the batches held for commit_interval (or too many held); returns batches."""
         if self.guard.moved() and self.guard.rebuild_due():
             self._rebuild(self.guard.moved() or "spool file moved")
+        elif self.guard.damaged() and self.guard.rebuild_due():
+            self._recover_damage()
         return self._commit(lambda: self._held.due(now_mono, self.cfg.commit_interval, COMMIT_EARLY_SAMPLES),
                             now_mono)
 

@@ -14,7 +14,7 @@ from belabox_metrics.config import StorageConfig
 from belabox_metrics.spool import guard as spool_guard
 from belabox_metrics.spool.reader import RowReader
 from belabox_metrics.spool.rows import RowWriter
-from belabox_metrics.spool.schema import Budget, configure
+from belabox_metrics.spool.schema import Budget, StoreError, configure
 from belabox_metrics.spool.totals import Totals
 
 log = logging.getLogger("belabox_metrics.spool.store")
@@ -136,6 +136,31 @@ class Upkeep:
             self._totals = Totals()
             self._load()
         self.guard.rebuilt(why, self.stats().pending_batches)
+
+    def _recover_damage(self) -> None:
+        """SQLITE_CORRUPT on a write while running: what a start would do (quarantine, salvage
+        into a fresh file), without waiting for one. Held batches stay held; the totals are
+        re-read. If the fresh file cannot be made, the fault stays and this is retried."""
+        from belabox_metrics.spool import salvage as store_salvage
+        why = self.guard.fault.message if self.guard.fault else "spool damaged while running"
+        with self._commit_lock, self._db:
+            try:
+                quarantined = store_salvage.quarantine(self.path)
+                # Closed before the new file exists: its close deletes "<path>-wal" by name.
+                spool_guard.retire(self._conn, self.path)
+                self._conn = conn = self._prepare(self.path, self._budget)
+            except (OSError, sqlite3.Error, StoreError) as e:
+                log.error("spool %s: %s; cannot start a fresh file yet: %s", self.path, why, e)
+                return
+            old_writer, self._writer = self._writer, RowWriter(conn, self._budget)
+            self._writer._next_id = max(self._writer._next_id, old_writer._next_id)  # held ids stay
+            self._reader = RowReader(conn, self._writer.boot_name)
+            enforce_cap(self._writer)
+            self._totals = Totals()
+            self._load()
+        log.error("spool %s: %s; moved to %s", self.path, why, quarantined)
+        self.open_report = self._salvage(quarantined, why)
+        self.guard.replaced_damaged(self.open_report.message)
 
     def maintain(self, now_mono: float) -> None:
         """Checkpoint the WAL every wal_checkpoint_interval, or sooner once it passes its share
