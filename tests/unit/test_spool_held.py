@@ -138,3 +138,23 @@ def test_a_held_batch_parked_is_written_parked_at_its_commit_not_at_once(tmp_pat
     assert [p[0] for p in sp.parked()] == [1]
     sp.close()
     assert _parked_rows(db) == [(1, "clock_unverified", 5_000)]  # parked since it was parked
+
+
+def test_once_the_oldest_is_due_every_held_batch_goes_in_one_write(tmp_path):
+    # Writing only the due batches made the window roll: one batch came due every collection
+    # and each cost the card a write, whatever commit_interval said.
+    clock = Clock()
+    sp = Spool.open(str(tmp_path / "metrics.db"), CFG, clock=clock)
+    t0 = clock.t
+    for i in range(12):  # one batch every 10 s
+        clock.t = t0 + 10 * i
+        sp.append(small_batch(i))
+    assert sp.maybe_commit(t0 + 119.0) == 0
+    assert sp.maybe_commit(t0 + 120.0) == 12  # the oldest is due: all twelve at once
+    for i in range(12, 24):
+        clock.t = t0 + 10 * i
+        sp.append(small_batch(i))
+        assert sp.maybe_commit(clock.t) == 0  # no write per collection
+    assert sp.next_commit_due() == t0 + 120.0 + 120.0
+    assert sp.maybe_commit(t0 + 240.0) == 12
+    sp.close()

@@ -103,16 +103,21 @@ class Held:
             return None if first is None else first.at
 
     def due(self, now: float, hold_s: float, early_samples: int) -> list[Entry]:
-        """Take out what must be written now: held for ``hold_s`` or more, and the oldest while
-        more than ``early_samples`` wait (a slow uplink must not turn memory into the spool)."""
+        """Take out what must be written now: everything held once the oldest has waited
+        ``hold_s``, and the oldest while more than ``early_samples`` wait (a slow uplink must not
+        turn memory into the spool). Everything, not only what is due: once the window rolls,
+        one batch would come due every collection, and each would cost the card a write (the
+        benchmark's uplink-down flash figure did not move with commit_interval because of it)."""
         with self._lock:
+            first = next(iter(self._entries.values()), None)
+            if first is not None and now - first.at >= hold_s:
+                out, self._entries, self._samples = list(self._entries.values()), {}, 0
+                return out
             out = []
-            for e in list(self._entries.values()):
-                if now - e.at >= hold_s or self._samples > early_samples:
-                    out.append(self._entries.pop(e.id))
-                    self._samples -= e.remaining
-                else:
-                    break
+            while self._samples > early_samples and self._entries:
+                e = self._entries.pop(next(iter(self._entries)))
+                self._samples -= e.remaining
+                out.append(e)
             return out
 
     def take_ids(self, ids: Iterable[int]) -> list[Entry]:
