@@ -91,7 +91,7 @@ class Run:
                 peer_url = up_write if link == "up" else f"{self.closed_url}/api/v1/write"
                 d = fs(f"ours-{link}-{iv:g}")
                 ours = OurStack(f"ours-{link}-{iv:g}", self.work, d.mountpoint, iv, ours_url, notify,
-                                self.args.upload_interval)
+                                self.args.upload_interval, self.args.commit_interval)
                 es.callback(ours.stop)
                 self.stacks.append((scen, ours, d))
                 d = fs(f"peers-{link}-{iv:g}")
@@ -102,7 +102,8 @@ class Run:
         for opts in MOUNT_VARIANTS:
             d = fs("mount-" + opts.replace(",", "_").replace("=", ""), opts)
             ours = OurStack(f"ours-mount-{len(self.stacks)}", self.work, d.mountpoint, iv,
-                            f"{self.closed_url}/api/v1/import", notify, self.args.upload_interval)
+                            f"{self.closed_url}/api/v1/import", notify, self.args.upload_interval,
+                            self.args.commit_interval)
             es.callback(ours.stop)
             self.stacks.append((f"mount {opts}", ours, d))
         self.control = fs("control")
@@ -173,14 +174,18 @@ def parse_args(argv: list[str] | None):
     ap.add_argument("--intervals", default="30,10", help="collection intervals in seconds (default 30,10)")
     ap.add_argument("--upload-interval", type=float, default=None,
                     help="our upload_interval in seconds (default: the agent's default)")
+    ap.add_argument("--commit-interval", type=float, default=None,
+                    help="our storage.commit_interval in seconds (default: the agent's default)")
     ap.add_argument("--warmup", type=float, default=15.0, help="seconds between READY and the window")
     ap.add_argument("--quick", action="store_true",
-                    help="smoke run of about a minute: 1 run, 0.4-min window, intervals 10,5, upload every 5 s")
+                    help="smoke run of about a minute: 1 run, 0.4-min window, intervals 10,5, upload every 5 s, "
+                         "commit every 5 s (the default 2m would write nothing in the window)")
     ap.add_argument("--dir", default="/var/tmp", help="where images and logs go (default /var/tmp)")
     args = ap.parse_args(argv)
     if args.quick:
         args.runs, args.minutes, args.intervals, args.warmup = 1, 0.4, "10,5", 3.0
         args.upload_interval = args.upload_interval or 5.0
+        args.commit_interval = args.commit_interval or 5.0
     try:
         args.intervals = [float(x) for x in args.intervals.split(",")]
     except ValueError:

@@ -174,7 +174,8 @@ class OurStack:
     side = "ours"
 
     def __init__(self, name: str, workdir: Path, data_dir: Path, interval: float, remote_url: str,
-                 notify: NotifyListener, upload_interval: float | None = None):
+                 notify: NotifyListener, upload_interval: float | None = None,
+                 commit_interval: float | None = None):
         self.name, self.workdir, self.interval = name, workdir, interval
         self.port = free_port()
         self.notify_path = notify.new_socket(name)
@@ -188,6 +189,8 @@ class OurStack:
         }
         if upload_interval is not None:
             settings["upload_interval"] = f"{upload_interval:g}s"
+        if commit_interval is not None:
+            settings["storage"]["commit_interval"] = f"{commit_interval:g}s"
         self.config_path = workdir / f"{name}.yaml"
         self.config_path.write_text(yaml.safe_dump(settings))
         self.log_path = workdir / f"{name}.log"

@@ -83,7 +83,8 @@ def test_quick_run_prints_every_row_with_both_sides_measured(tmp_path, capsys):
             assert ours > 0 and peers > 0, (scen, measure)  # both sides really ran and delivered
     assert sum(rows[s, "CPU s in the window"][0] for s in scenarios) > 0
     assert sum(rows[s, "CPU s in the window"][1] for s in scenarios) > 0
-    assert sum(rows[s, "flash writes, MB/day"][0] for s in scenarios) > 0  # our spool commits in 24 s
+    # --quick commits every 5 s (the default 2m would write nothing in 24 s): the block-layer count works.
+    assert sum(rows[s, "flash writes, MB/day"][0] for s in scenarios if "down" in s) > 0
 
     mounts = dict(re.findall(r"^\| ([^|]+?) \| ([\d,]+) \| [\d.]+ \| [^|]+ \|$", out, re.M))
     assert set(mounts) == {"defaults", *MOUNT_VARIANTS, "(control: empty ext4, defaults, no process)"}
