@@ -199,3 +199,38 @@ def test_damage_found_by_a_write_while_running_is_moved_aside_and_salvaged_at_on
     again = Spool.open(db, CFG)
     assert again.open_report.quarantined is None and again.stats().pending_samples == st.pending_samples
     again.close()
+
+
+def test_a_fresh_file_that_cannot_be_made_at_once_is_retried(db, monkeypatch):
+    now = [100.0]
+    sp = Spool.open(db, CFG, clock=lambda: now[0])
+    gen = BatchGen(seed=4)
+    for _ in range(100):
+        sp.append(gen.batch())
+    sp.flush()
+    sp._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    garble(db, os.path.getsize(db) // 2, os.path.getsize(db) // 2)
+    sp._conn.execute("PRAGMA shrink_memory")
+    sp.append(gen.batch())
+    with pytest.raises(sqlite3.DatabaseError):
+        sp.flush()
+    real = Spool._prepare
+    calls = []
+
+    def refuse_once(path, budget):
+        calls.append(path)
+        if len(calls) == 1:
+            raise OSError(28, "No space left on device")
+        return real(path, budget)
+    monkeypatch.setattr(Spool, "_prepare", staticmethod(refuse_once))
+    sp.maybe_commit(now[0])  # moved aside, old connection closed, no fresh file yet
+    with pytest.raises(sqlite3.Error):
+        sp.flush()  # the closed connection: this fault no longer reads as damage
+    now[0] += 10
+    sp.maybe_commit(now[0])  # retried all the same
+    assert len(calls) == 2 and sp.guard.fault is None
+    rep = sp.open_report  # the copy moved aside the first time is the one salvaged
+    assert rep.quarantined and rep.salvaged_batches > 0, rep.message
+    assert len([p for p in glob.glob(db + ".corrupt-*") if not p.endswith(("-wal", "-shm"))]) == 1
+    assert sp.flush() == 1 and sp.stats().pending_samples == rep.salvaged_samples + 300
+    sp.close()

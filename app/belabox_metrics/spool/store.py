@@ -79,6 +79,8 @@ class Spool(Opening, Upkeep):
         self._clock = clock
         self._db = threading.RLock()
         self._commit_lock = threading.Lock()
+        # A damaged file moved aside whose replacement failed half-way (Upkeep._recover_damage).
+        self._fresh_file_due: str | None = None
         self._held = Held()  # batches not yet written (spool/held.py: most never are)
         self.last_committed_wall_ms: list[int] = []  # of the batches the last commit wrote
         self._totals = Totals()
@@ -105,10 +107,12 @@ class Spool(Opening, Upkeep):
 
     def maybe_commit(self, now_mono: float) -> int:
         """Write the batches held for commit_interval (or too many held); returns batches."""
-        if self.guard.moved() and self.guard.rebuild_due():
-            self._rebuild(self.guard.moved() or "spool file moved")
-        elif self.guard.damaged() and self.guard.rebuild_due():
+        # Damage first: once the damaged file is moved aside, the path no longer leads to the open
+        # file either, and copying from a damaged (or already closed) connection cannot work.
+        if (self.guard.damaged() or self._fresh_file_due) and self.guard.rebuild_due():
             self._recover_damage()
+        elif self.guard.moved() and self.guard.rebuild_due():
+            self._rebuild(self.guard.moved() or "spool file moved")
         return self._commit(lambda: self._held.due(now_mono, self.cfg.commit_interval, COMMIT_EARLY_SAMPLES),
                             now_mono)
 

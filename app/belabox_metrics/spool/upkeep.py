@@ -145,13 +145,18 @@ class Upkeep:
         why = self.guard.fault.message if self.guard.fault else "spool damaged while running"
         with self._commit_lock, self._db:
             try:
-                quarantined = store_salvage.quarantine(self.path)
+                # A retry keeps the copy moved aside the first time: that one holds the batches.
+                quarantined = self._fresh_file_due or store_salvage.quarantine(self.path)
                 # Closed before the new file exists: its close deletes "<path>-wal" by name.
                 spool_guard.retire(self._conn, self.path)
+                self._fresh_file_due = quarantined
                 self._conn = conn = self._prepare(self.path, self._budget)
             except (OSError, sqlite3.Error, StoreError) as e:
+                # Past retire() the old connection is closed: retry even when the next fault
+                # (a write on that closed connection) no longer reads as damage.
                 log.error("spool %s: %s; cannot start a fresh file yet: %s", self.path, why, e)
                 return
+            self._fresh_file_due = None
             old_writer, self._writer = self._writer, RowWriter(conn, self._budget)
             self._writer._next_id = max(self._writer._next_id, old_writer._next_id)  # held ids stay
             self._reader = RowReader(conn, self._writer.boot_name)
