@@ -35,7 +35,6 @@ class Entry:
     done: int = 0
     park: tuple[str, int] | None = None  # (reason, since wall ms): parked, written as such
 
-
     @property
     def remaining(self) -> int:
         return len(self.batch.samples) - self.done
@@ -118,12 +117,6 @@ class Held:
                 e = self._entries.pop(next(iter(self._entries)))
                 self._samples -= e.remaining
                 out.append(e)
-            return out
-
-    def take_ids(self, ids: Iterable[int]) -> list[Entry]:
-        with self._lock:
-            out = [self._entries.pop(i) for i in sorted(set(ids)) if i in self._entries]
-            self._samples -= sum(e.remaining for e in out)
             return out
 
     def take_all(self) -> list[Entry]:
