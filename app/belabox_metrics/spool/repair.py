@@ -19,6 +19,7 @@ import os
 import shutil
 import sqlite3
 import struct
+from urllib.parse import quote
 
 from belabox_metrics.spool.schema import PAGE_SIZE, migrate
 
@@ -40,7 +41,7 @@ def fresh_image() -> bytes:
 
 def _schema(path: str) -> list[tuple] | None:
     try:
-        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+        conn = sqlite3.connect(f"file:{quote(path)}?mode=ro", uri=True)  # as opening.py: "?" or "#" in a path
     except sqlite3.Error:
         return None
     try:

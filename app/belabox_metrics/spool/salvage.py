@@ -10,6 +10,7 @@ import sqlite3
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
+from urllib.parse import quote
 
 from belabox_metrics.samples import Batch
 from belabox_metrics.spool.codec import CodecError, Decoder, Dictionary
@@ -62,7 +63,7 @@ class Salvage:
 def _open_damaged(path: str) -> sqlite3.Connection:
     try:
         # Read-only keeps the evidence as it was; it still replays the WAL in memory.
-        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, isolation_level=None)
+        conn = sqlite3.connect(f"file:{quote(path)}?mode=ro", uri=True, isolation_level=None)
         conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
         return conn
     except sqlite3.DatabaseError:
