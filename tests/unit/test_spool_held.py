@@ -158,3 +158,49 @@ def test_once_the_oldest_is_due_every_held_batch_goes_in_one_write(tmp_path):
     assert sp.next_commit_due() == t0 + 120.0 + 120.0
     assert sp.maybe_commit(t0 + 240.0) == 12
     sp.close()
+
+
+def test_held_batches_without_a_trusted_time_are_parked_by_the_commit_that_writes_them(tmp_path):
+    # With the uplink down, the uploader's failure backoff often reaches a batch only after its
+    # commit: parking it then cost a second write per cycle (issue 16's uplink-down figure).
+    from belabox_metrics.upload.delivery import CLOCK_UNVERIFIED, Delivery
+    from belabox_metrics.upload.wire import Encoder
+    from tests.unit.test_timekeeping import BOOT_ID, SimClock, make
+
+    procfs = tmp_path / "proc"
+    (procfs / "sys/kernel/random").mkdir(parents=True)
+    (procfs / "sys/kernel/random/boot_id").write_text(BOOT_ID + "\n")
+    db = tmp_path / "metrics.db"
+    clock = Clock()
+    sp = Spool.open(str(db), CFG, clock=clock)
+    sim = SimClock(wall_at_boot=0.0)  # booted in 1970, no time source yet
+    delivery = Delivery(sp, None, None, Encoder("box"), timekeeper=make(str(procfs), sim), wall=sim.wall)
+    sp.before_commit = delivery.park_untrusted
+    sp.append(small_batch(0, boot=BOOT_ID, synced=True))  # stamped while the kernel was synced
+    for i in range(1, 4):
+        sp.append(small_batch(i, boot=BOOT_ID, synced=False))
+    assert sp.maybe_commit(clock.t + 60.0) == 0 and sp.stats().parked_samples == 0  # not due: untouched
+    assert sp.maybe_commit(clock.t + 120.0) == 4
+    st = sp.stats()
+    assert (st.pending_samples, st.parked_samples, st.parked_by_reason) == (10, 30, {CLOCK_UNVERIFIED: 30})
+    assert [s.batch_id for s in sp.take_oldest(100)] == [1]
+    sp.close()
+    assert [r[:2] for r in _parked_rows(db)] == [(2, CLOCK_UNVERIFIED), (3, CLOCK_UNVERIFIED), (4, CLOCK_UNVERIFIED)]
+
+
+def test_a_failing_park_check_does_not_stop_the_commit(tmp_path):
+    clock = Clock()
+    sp = Spool.open(str(tmp_path / "metrics.db"), CFG, clock=clock)
+    seen = []
+
+    def broken(slices):
+        seen.append([s.batch_id for s in slices])
+        raise RuntimeError("timekeeper bug")
+    sp.before_commit = broken
+    sp.append(small_batch(0))
+    sp.append(small_batch(1))
+    sp.park([2], "clock_unverified")  # already parked: not offered again
+    assert sp.maybe_commit(clock.t + 120.0) == 2
+    assert seen == [[1]] and sp.stats().pending_samples == 10
+    sp.close()
+    assert _rows(tmp_path / "metrics.db") == [(1, 10, 0), (2, 10, 0)]

@@ -99,6 +99,7 @@ def start_uploader(agent: Any) -> None:
     agent.uploader = Uploader(agent.cfg, agent.spool, agent.health, agent.selfmetrics, device_id=agent.device_id,
                              token=TokenSource(agent.cfg, agent.environ), timekeeper=agent.timekeeper)
     agent.uploader.on_cycle = agent._wake.set
+    agent.spool.before_commit = agent.uploader.delivery.park_untrusted
     agent.uploader.start()
 
 
@@ -144,7 +145,7 @@ def apply(agent: Any, new: configmod.Config, *, initial: bool = False) -> Outcom
             agent.uploader.reconfigure(new, device_id=agent.device_id)
     elif agent.uploader is not None:
         agent.uploader.stop(timeout=agent.SHUTDOWN_UPLOAD_BUDGET)
-        agent.uploader = None
+        agent.uploader = agent.spool.before_commit = None
         agent.health.update("uploader", health.OK, "spool only: remote.url is not set")
     elif new.remote.url and not initial:
         agent.start_uploader()

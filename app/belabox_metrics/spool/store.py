@@ -113,6 +113,7 @@ class Spool(Opening, Upkeep):
             self._recover_damage()
         elif self.guard.moved() and self.guard.rebuild_due():
             self._rebuild(self.guard.moved() or "spool file moved")
+        self._before_commit(now_mono)
         return self._commit(lambda: self._held.due(now_mono, self.cfg.commit_interval, COMMIT_EARLY_SAMPLES),
                             now_mono)
 

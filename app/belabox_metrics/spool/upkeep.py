@@ -8,11 +8,11 @@ import logging
 import os
 import sqlite3
 import time
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 
 from belabox_metrics.config import StorageConfig
 from belabox_metrics.spool import guard as spool_guard
-from belabox_metrics.spool.reader import RowReader
+from belabox_metrics.spool.reader import RowReader, Slice
 from belabox_metrics.spool.rows import RowWriter
 from belabox_metrics.spool.schema import Budget, StoreError, configure
 from belabox_metrics.spool.totals import Totals
@@ -80,6 +80,21 @@ def enforce_cap(writer: RowWriter) -> dict[str, int]:
 class Upkeep:
     """Spool's upkeep (a mixin: the state is Spool's): live settings, checkpoints, vacuum, a
     spool moved or rebuilt, and parking."""
+
+    # Called with the held batches (as Slices) just before a commit writes them: the uploader
+    # parks those whose time cannot be trusted, so they are written parked in that one write.
+    before_commit: Callable[[list[Slice]], object] | None = None
+
+    def _before_commit(self, now_mono: float) -> None:
+        at = self.next_commit_due()
+        if self.before_commit is None or at is None or now_mono < at:
+            return
+        slices = self._held.slices(False, self._held.totals()[1])
+        try:
+            if slices:
+                self.before_commit(slices)
+        except Exception:  # the write matters more than parking before it
+            log.exception("spool: parking before the commit failed; the batches are written as they are")
 
     def wal_share_bytes(self) -> int:
         """What the WAL may hold before it is checkpointed and truncated (journal_size_limit)."""

@@ -179,9 +179,21 @@ class Delivery:
         return len(ids)
 
     def _corrected(self, slices, run: Run) -> list[Part]:
+        parts, parked = self._by_clock(slices)
+        run.res.parked_batches += parked
+        return parts
+
+    def park_untrusted(self, slices) -> int:
+        """Park the held batches whose time cannot be corrected now, just before the spool
+        writes them (Spool.before_commit): they are written parked in that commit, where a
+        failing uplink's next cycle would find them on disk and park them with a second write."""
+        return self._by_clock(slices)[1]
+
+    def _by_clock(self, slices) -> tuple[list[Part], int]:
+        """The slices re-stamped to their corrected time, and the number of batches parked."""
         tk = self.timekeeper
         if tk is None:
-            return [whole(s) for s in slices]
+            return [whole(s) for s in slices], 0
         parts: list[Part] = []
         park: dict[str, set] = {}
         for s in slices:
@@ -193,9 +205,8 @@ class Delivery:
                 parts.append(whole(s, int(wall_ms) - s.wall_ms))
         for reason, ids in sorted(park.items()):
             self.spool.park(sorted(ids), reason)
-            run.res.parked_batches += len(ids)
             log.warning("parked %d batch(es) whose collection time cannot be trusted (%s)", len(ids), reason)
-        return parts
+        return parts, sum(len(ids) for ids in park.values())
 
     def _send(self, parts: list[Part], run: Run, lane: str) -> bool:
         body = self.encoder.encode(parts)
