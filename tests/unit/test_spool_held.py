@@ -204,3 +204,30 @@ def test_a_failing_park_check_does_not_stop_the_commit(tmp_path):
     assert seen == [[1]] and sp.stats().pending_samples == 10
     sp.close()
     assert _rows(tmp_path / "metrics.db") == [(1, 10, 0), (2, 10, 0)]
+
+
+def test_a_commit_is_one_transaction_with_progress_and_parking(tmp_path):
+    # Progress made while held and parking used to follow the insert in transactions of their own:
+    # each rewrote the same pages into the WAL, and the card paid for them every commit.
+    db = tmp_path / "metrics.db"
+    clock = Clock()
+    sp = Spool.open(str(db), CFG, clock=clock)
+    for i in range(3):
+        sp.append(small_batch(i))
+    sp.ack([s for s in sp.take_oldest(4) if s.batch_id == 1])  # 4 of batch 1's 10 acknowledged
+    sp.park([2], "clock_unverified", now_wall_ms=7_000)
+    statements: list[str] = []
+    sp._conn.set_trace_callback(statements.append)
+    assert sp.maybe_commit(clock.t + 120.0) == 3
+    sp._conn.set_trace_callback(None)
+    assert [q for q in statements if q.split()[0] in ("BEGIN", "COMMIT")] == ["BEGIN IMMEDIATE", "COMMIT"]
+    st = sp.stats()
+    assert (st.pending_batches, st.pending_samples, st.parked_batches, st.parked_samples) == (2, 16, 1, 10)
+    assert [s.start for s in sp.take_oldest(100)] == [4, 0]  # batch 1 resumes where it stood
+    sp.close()
+    assert _rows(db) == [(1, 10, 4), (2, 10, 0), (3, 10, 0)]
+    assert _parked_rows(db) == [(2, "clock_unverified", 7_000)]
+    reopened = Spool.open(str(db), CFG, clock=clock)  # the totals a restart reads agree
+    st2 = reopened.stats()
+    assert (st2.pending_samples, st2.parked_samples, st2.parked_by_reason) == (16, 10, {"clock_unverified": 10})
+    reopened.close()

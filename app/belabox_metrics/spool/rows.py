@@ -54,6 +54,13 @@ class Row:
     n: int
     length: int
     wall_ms: int
+    done: int = 0
+    parked: bool = False
+
+
+# How a held batch is written (spool.store): its progress so far and, if the uploader parked it,
+# (reason, since wall ms). In the insert's own transaction: one write per commit, not three.
+State = tuple[int, "tuple[str, int] | None"]
 
 
 @dataclass(frozen=True)
@@ -121,8 +128,8 @@ class RowWriter:
         self._next_id += 1
         return i
 
-    def insert(self, batches: Sequence[Batch], ids: Sequence[int] | None = None
-               ) -> tuple[list[Row], list[Change], dict[str, int]]:
+    def insert(self, batches: Sequence[Batch], ids: Sequence[int] | None = None,
+               states: Sequence[State] | None = None) -> tuple[list[Row], list[Change], dict[str, int]]:
         """Store batches as rows, dropping the oldest stored batches first when the cap is reached.
         Returns the new rows, the stored batches that were dropped, and drop counts by reason."""
         state = (self._dict, self._dict_baseline, self._dict_age, self._poor_run)
@@ -139,7 +146,8 @@ class RowWriter:
                 log.error("spool: batch at %r cannot be stored (%s): dropped", b.wall_ms, e)
                 drops["invalid"] = drops.get("invalid", 0) + len(b.samples)
                 continue
-            pending.append((b, blob, dict_id, ids[k] if ids is not None else None))
+            pending.append((b, blob, dict_id, ids[k] if ids is not None else None,
+                            states[k] if states is not None else (0, None)))
         if drops:
             self.transaction(lambda c: self.count_drops(drops))
         if not pending:
@@ -216,17 +224,19 @@ class RowWriter:
         rows = []
         next_id = self._next_id
         new_boots: dict[str, int] = {}
-        for b, blob, dict_id, given in pending:
+        for b, blob, dict_id, given, (done, park) in pending:
             bid = next_id if given is None else given
             next_id = max(next_id, bid + 1)
             ref = self._boots.get(b.boot_id) or new_boots.get(b.boot_id)
             if ref is None:
                 ref = new_boots[b.boot_id] = c.execute(
                     "INSERT INTO boots (boot_id) VALUES (?)", (b.boot_id,)).lastrowid
-            c.execute("INSERT INTO batches VALUES (?, ?, 0, 0, ?, ?, ?, ?, ?, ?)",
-                      (bid, len(b.samples), dict_id, ref, int(b.clock_synced), b.wall_ms,
-                       b.boottime_ns, blob))
-            rows.append(Row(bid, len(b.samples), len(blob), b.wall_ms))
+            c.execute("INSERT INTO batches VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                      (bid, len(b.samples), done, int(park is not None), dict_id, ref, int(b.clock_synced),
+                       b.wall_ms, b.boottime_ns, blob))
+            if park is not None:
+                c.execute("INSERT OR REPLACE INTO parked VALUES (?, ?, ?)", (bid, *park))
+            rows.append(Row(bid, len(b.samples), len(blob), b.wall_ms, done, park is not None))
         for table in DICT_TABLES[1:]:
             c.executemany(f"INSERT INTO {table} (id, data) VALUES (?, ?)", new_dicts)
         return rows, next_id, new_boots

@@ -26,7 +26,7 @@ from belabox_metrics.spool import guard as spool_guard
 from belabox_metrics.spool.held import EST_BYTES_PER_SAMPLE, Entry, Held
 from belabox_metrics.spool.opening import Opening, OpenReport
 from belabox_metrics.spool.reader import RowReader, Slice
-from belabox_metrics.spool.rows import Change, RowWriter
+from belabox_metrics.spool.rows import Change, RowWriter, State
 from belabox_metrics.spool.schema import (
     Budget,
     StoreError,
@@ -136,28 +136,28 @@ class Spool(Opening, Upkeep):
                 return 0
             self._last_commit = now_mono
             try:
-                self._insert([e.batch for e in entries], [e.id for e in entries])
-                partial = [e for e in entries if e.done]
-                if partial:  # progress made while held: the rows start where it stands
-                    self._advance_rows([Slice(e.id, 0, e.done, (), 0, "", 0, True, 0) for e in partial], None)
+                # Progress made while held, and parking: the rows start where the batches stand.
+                self._insert([e.batch for e in entries], [e.id for e in entries], [(e.done, e.park) for e in entries])
             except BaseException as e:
                 if isinstance(e, (sqlite3.Error, OSError)):
                     self.guard.failed(e)
                 lost = self._held.put_back(entries, MAX_BUFFER_SAMPLES)
                 self._count({self.guard.drop_reason(): lost})
                 raise
-            self._write_parked(entries)
             self.guard.committed()
             self.last_committed_wall_ms = [e.batch.wall_ms for e in entries]
             return len(entries)
 
-    def _insert(self, batches: list[Batch], ids: list[int] | None = None) -> list[int]:
+    def _insert(self, batches: list[Batch], ids: list[int] | None = None, states: list[State] | None = None
+                ) -> list[int]:
         with self._db:
-            rows, changes, drops = self._writer.insert(batches, ids)
+            rows, changes, drops = self._writer.insert(batches, ids, states)
         self._totals.apply(changes)
         self._totals.add_rows(rows)
         self._count(drops, persist=False)  # the writer stored them with the deletions
         self._refresh_ends()
+        if any(r.parked for r in rows) or any(c.parked for c in changes):
+            self._refresh_parked()
         return [r.id for r in rows]
 
     # --- reading ------------------------------------------------------------------------

@@ -28,9 +28,13 @@ class Totals:
     def add_rows(self, rows: Iterable[Row]) -> None:
         with self.lock:
             for r in rows:
-                self.batches += 1
-                self.samples += r.n
-                self.bytes += r.length
+                if r.parked:
+                    self.parked_batches += 1
+                    self.parked_samples += r.n - r.done
+                else:
+                    self.batches += 1
+                    self.samples += r.n - r.done
+                    self.bytes += share(r.length, r.n, r.done)
 
     def apply(self, changes: Iterable[Change]) -> bool:
         """Account for progress and deletions; True when a row went (the ends may have moved)."""

@@ -232,21 +232,6 @@ class Upkeep:
             self._refresh_ends()
             self._refresh_parked()
 
-    def _write_parked(self, entries) -> None:
-        """Rows just written for held batches that were parked while held: park them now."""
-        groups: dict[tuple[str, int], list[int]] = {}
-        for e in entries:
-            if e.park is not None:
-                groups.setdefault(e.park, []).append(e.id)
-        if not groups:
-            return
-        for (reason, since), ids in sorted(groups.items()):
-            with self._db:
-                moved = set_parked(self._writer, ids, True, reason, since)
-            self._totals.move(moved, to_parked=True)
-        self._refresh_ends()
-        self._refresh_parked()
-
     def parked(self) -> list[tuple[int, str, int, int]]:
         """(batch_id, boot_id, wall_ms, samples) of every parked batch, oldest first."""
         with self._db:
