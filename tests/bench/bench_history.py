@@ -64,7 +64,7 @@ def build_full(path: str, now_ms: int) -> dict:
 def build_history(path: str, now_ms: int) -> dict:
     sp = Spool.open(path, StorageConfig(max_size_mb=64, commit_interval=3600.0))
     chunk, rows = h.ChunkBuilder(), 0
-    per_chunk = int(h.CHUNK_INTERVAL * 1000 // STEP_MS)
+    per_chunk = int(h.RIDE_AFTER * 1000 // STEP_MS)  # the most rows a day gets: every commit-carried write
     last10 = []
     for k, b in enumerate(_batches(now_ms, DAY_BATCHES + per_chunk, 8)):
         if k >= DAY_BATCHES:

@@ -271,3 +271,33 @@ def test_failures_before_a_fresh_series_first_point_and_an_unclean_stop(tmp_path
     assert code == 200 and texts[1].startswith("agent started after an unclean stop") and texts[2] == "agent stopped"
     assert again.answer("since=x")[0] == 400
     sp.close()
+
+
+def test_history_is_written_hourly_alone_and_rides_on_commits_every_ten_minutes(tmp_path):
+    # A history write alone costs the card a journal commit, about a whole commit: every 10 min that
+    # was 144 a day with the uplink up, the one case the card should barely be touched.
+    from belabox_metrics.agent.history import AgentHistory
+    sp = open_spool(tmp_path)
+    now = [0.0]
+    ah = AgentHistory(sp, 86400.0, monotonic=lambda: now[0], wall=lambda: T0 / 1000, interval=lambda: 3600.0)
+    i = 0
+
+    def minutes(m: float, committed: bool = False) -> int:
+        nonlocal i
+        end = now[0] + m * 60
+        while now[0] < end:
+            now[0] += 30
+            ah.feed(key_batch(i))
+            i += 1
+            ah.maybe_persist(now[0], committed=committed)
+        return len(_history_rows(sp))
+
+    assert minutes(59) == 0  # uplink up: no commits, nothing written within the hour
+    assert minutes(1.5) == 1  # the hour is up: one row alone
+    assert minutes(9) == 1  # commits (uplink down) within 10 min of the last write: not yet
+    assert minutes(1.5, committed=True) == 2  # then the next commit carries it
+    assert minutes(5, committed=True) == 2
+    ah.interval = lambda: 120.0  # a reload's storage.history_interval applies at once
+    assert minutes(0.5) == 3  # over 2 min since the last write: at once
+    assert minutes(1.5) == 3 and minutes(0.5) == 4
+    sp.close()

@@ -15,7 +15,7 @@ def start_history(agent: Any) -> None:
     from belabox_metrics.agent.history import AgentHistory
     # A callable: a reload's new retention applies at the next write.
     agent.history = AgentHistory(agent.spool, lambda: agent.cfg.storage.history_retention, agent.device_id,
-                                 monotonic=agent.monotonic)
+                                 monotonic=agent.monotonic, interval=lambda: agent.cfg.storage.history_interval)
     wall_ms, boot_id, _, _ = agent.timekeeper.stamp()
     agent.history.record_start(wall_ms, boot_id, __version__)
 

@@ -1,5 +1,5 @@
 """The agent's side of field history: feed the ring and the key-signal chunk from each batch,
-write a chunk every CHUNK_INTERVAL and at a clean stop, mark starts and stops, and answer
+write a chunk now and then (``maybe_persist``) and at a clean stop, mark starts and stops, and answer
 ``/history`` on the health server (the agent holds the spool exclusively, so `history`
 reads through it while it runs).
 
@@ -26,15 +26,15 @@ MAX_WINDOW_S = 8 * 86400.0  # a request for more is refused (memory), like a bad
 
 class AgentHistory:
     def __init__(self, spool, retention_s, device_id: str = "", monotonic=time.monotonic,
-                 wall=time.time, interval: float = store_history.CHUNK_INTERVAL) -> None:
+                 wall=time.time, interval=store_history.CHUNK_INTERVAL) -> None:
         self.spool = spool
         self.retention_s = retention_s
         self.device_id = device_id
         self.monotonic, self.wall = monotonic, wall
-        self.interval = interval
+        self.interval = interval  # seconds, or a callable (a reload's value applies at once)
         self.ring = store_history.Ring()
         self.chunk = store_history.ChunkBuilder()
-        self._next_write = monotonic() + interval
+        self._last_write = monotonic()
         self._query_lock = threading.Lock()  # one /history at a time: each may decode a lot
 
     # --- fed by the loop -------------------------------------------------------------------
@@ -46,9 +46,17 @@ class AgentHistory:
         except Exception:  # a malformed batch the spool will refuse too
             log.exception("history: batch at %s not kept", batch.wall_ms)
 
-    def maybe_persist(self, now_mono: float) -> None:
-        if now_mono >= self._next_write or len(self.chunk) >= store_history.CHUNK_MAX_BATCHES:
-            self._next_write = now_mono + self.interval
+    def maybe_persist(self, now_mono: float, committed: bool = False) -> None:
+        """Write the chunk every ``interval`` (storage.history_interval), or with a spool commit
+        (``committed``: this tick wrote batches) once RIDE_AFTER has passed. Alone, a write costs
+        the card a journal commit of its own, about what a whole commit costs, so with the
+        uplink up (no commits) that is once an hour. With it down, the history rides on the
+        commits and reaches the card every RIDE_AFTER at no extra journal commit."""
+        interval = self.interval() if callable(self.interval) else self.interval
+        since = now_mono - self._last_write
+        if (since >= interval or len(self.chunk) >= store_history.CHUNK_MAX_BATCHES
+                or (committed and since >= min(store_history.RIDE_AFTER, interval))):
+            self._last_write = now_mono
             self.persist()
 
     def persist(self) -> None:

@@ -135,7 +135,7 @@ class Agent:
                 log.debug("committed batches wall_ms=%s", ",".join(map(str, self.spool.last_committed_wall_ms)))
             self.spool.maintain(now)
             if self.history is not None:
-                self.history.maybe_persist(now)
+                self.history.maybe_persist(now, committed=bool(committed))
             self._commit_error = None
         except Exception as e:  # a full or failing disk must show in health, not kill collection
             self._commit_error = str(e)

@@ -63,7 +63,7 @@ _DURATION_FIELDS = {
     (RemoteConfig, "timeout"), (RetryConfig, "initial_backoff"), (RetryConfig, "max_backoff"),
     (RetryConfig, "max_retry_after"), (StorageConfig, "wal_checkpoint_interval"),
     (StorageConfig, "commit_interval"), (StorageConfig, "parked_max_age"),
-    (StorageConfig, "history_retention"),
+    (StorageConfig, "history_retention"), (StorageConfig, "history_interval"),
     (MonitoringConfig, "clock_skew_check_interval"), (ModemConfig, "mmcli_timeout"),
     (CollectorConfig, "interval"), (CollectorConfig, "timeout"), (CollectorsConfig, "default_timeout"),
 }

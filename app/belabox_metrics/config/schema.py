@@ -152,6 +152,7 @@ DURATION_MAX_S = {
     "storage.commit_interval": 24 * 3600.0,
     "storage.parked_max_age": 366 * 86400.0,
     "storage.history_retention": 31 * 86400.0,
+    "storage.history_interval": 24 * 3600.0,
     "modem.mmcli_timeout": 600.0,
 }
 DEFAULT_DURATION_MAX_S = 7 * 86400.0

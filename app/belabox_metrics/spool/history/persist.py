@@ -4,10 +4,10 @@ and the agent's start/stop marks, plus the in-memory ring of every series of the
 Why separate from the batches: acknowledged batches are deleted at once (the spool is a queue),
 but "What happened?" needs the key signals of the last day after they were uploaded. So the
 agent gathers the key-signal points of every batch it collects (:class:`ChunkBuilder`) and
-writes them as ONE compressed row every ``CHUNK_INTERVAL`` and at a clean stop: a few large
-writes, not one per batch (flash wear). A power cut loses at most the last ``CHUNK_INTERVAL``
-of history points; those that were not uploaded yet are still in the spool's pending batches,
-which the reader uses to fill the hole.
+writes them as ONE compressed row now and then (agent/history.py says when) and at a clean stop:
+a few large writes, not one per batch (flash wear). A power cut loses the points since the last
+write; those that were not uploaded yet are still in the spool's pending batches, which the
+reader uses to fill the hole, and the others are on the server.
 
 Space: the history rows live in the same file, inside ``storage.max_size_mb``. When a batch
 needs room, history rows go first, oldest first (``free_space``, called by the row writer), so
@@ -37,7 +37,8 @@ from belabox_metrics.timeline.signals import is_key_series
 
 log = logging.getLogger(__name__)
 
-CHUNK_INTERVAL = 600.0  # seconds between history writes (and the most a power cut loses)
+CHUNK_INTERVAL = 3600.0  # storage.history_interval's default: at least this often
+RIDE_AFTER = 600.0  # ... and sooner with a spool commit, which pays the card's journal commit already
 CHUNK_MAX_BATCHES = 5000  # a very short collection interval still writes bounded rows
 RING_SPAN_S = 3600.0  # every series of the last hour stays in memory
 RING_MAX_BYTES = 4 << 20  # ... within this many compressed bytes (1 s interval: ~3.6 MB)
