@@ -24,6 +24,7 @@ and the largest per-box bytes/s against the per-box cap (remote.max_bytes_per_se
 from __future__ import annotations
 
 import argparse
+import gc
 import logging
 import math
 import multiprocessing as mp
@@ -93,19 +94,33 @@ def worker(ids, tokens, url, work, args, ready, go_at, back_ms, stop, reports) -
             b.collect(now_ms - k * step_ms)
         b.spool.flush()
     ready.put(sum(b.spool.stats().pending_samples for b in boxes))
+    # 250 boxes in one heap: a full collection of it stops all of them at once and they then
+    # send together, which real boxes (each its own small heap) never do. Set-up objects stay put.
+    gc.freeze()
     while go_at.value == 0:
         time.sleep(0.05)
 
-    def feeder():
-        while not stop.wait(args.collection_interval):
-            wall = int(time.time() * 1000)
-            for b in boxes:
-                b.collect(wall)
-                b.spool.flush()
-    threading.Thread(target=feeder, daemon=True).start()
     rng = random.Random(ids[0])
-    for off, b in sorted(((0.0 if args.aligned else rng.uniform(0, args.upload_interval), b) for b in boxes),
-                         key=lambda x: x[0]):
+    phased = sorted(((0.0 if args.aligned else rng.uniform(0, args.upload_interval), b) for b in boxes),
+                    key=lambda x: x[0])
+
+    def feeder():
+        # Each box collects at its own phase, as real boxes do, and commits like the agent's loop
+        # (held in memory until commit_interval). Collecting all boxes of a process in one instant
+        # was a CPU burst every interval that bunched the uploads right after it.
+        ci = args.collection_interval
+        feed = sorted(((off % ci, b) for off, b in phased), key=lambda x: x[0])
+        k = 0
+        while True:
+            off, b = feed[k % len(feed)]
+            due = go_at.value + (k // len(feed) + 1) * ci + off
+            if stop.wait(max(0.0, due - time.time())):
+                return
+            b.collect(int(time.time() * 1000))
+            b.spool.maybe_commit(time.monotonic())
+            k += 1
+    threading.Thread(target=feeder, daemon=True).start()
+    for off, b in phased:
         time.sleep(max(0.0, go_at.value + off - time.time()))
         b.up.start()
     w = max(1, round(args.upload_interval))
@@ -140,13 +155,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--down", type=float, default=None, help="seconds vmauth stays down after the start "
                                                              "(default: 1.5 upload intervals)")
     ap.add_argument("--steady", type=float, default=None, help="seconds of steady state after the drain "
-                                                               "(default: 3 intervals)")
+                                                               "(default: 6 intervals)")
     ap.add_argument("--aligned", action="store_true", help="all boxes start in the same instant")
     ap.add_argument("--timeout", type=float, default=600, help="give up draining after this long")
     args = ap.parse_args(argv)
     down = args.down if args.down is not None else 1.5 * args.upload_interval
     interval = max(args.upload_interval, args.collection_interval)
-    steady_s = args.steady if args.steady is not None else 3 * interval
+    steady_s = args.steady if args.steady is not None else 6 * interval
     _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))  # 3 fds per box (db, wal, socket)
     ctx = mp.get_context("fork")  # before any thread: the workers inherit only this setup
@@ -255,6 +270,13 @@ def main(argv: list[str] | None = None) -> int:
           f"(expected {args.devices / interval:.1f} requests/s)")
     print(f"storm peak: {peak_rps:.0f} requests/s in 1 s ({peak_rps / max(steady_rps, 1e-9):.2f}x steady), "
           f"{peak_win:.1f} requests/s over {w} s ({peak_win / max(steady_rps, 1e-9):.2f}x steady)")
+    if steady:  # the simulator's own noise: the same measure where nothing is storming
+        print(f"steady state's busiest second: {max(r[1] for r in steady):.0f} requests/s "
+              f"({max(r[1] for r in steady) / max(steady_rps, 1e-9):.2f}x its mean); the storm's busiest second "
+              f"against it: {peak_rps / max(r[1] for r in steady):.2f}x")
+    top = sorted(storm, key=lambda r: -r[1])[:5]
+    print("busiest seconds (t since the server came back: requests/s): "
+          + ", ".join(f"t={r[0]:.0f}s: {r[1]:.0f}" for r in sorted(top)))
     print(f"storm peak bytes: {peak_bps / 1e6:.2f} MB/s in 1 s; largest per-box rate over {w} s: "
           f"{box_peak / 1e3:.1f} kB/s (cap {args.cap / 1e3:.1f} kB/s: "
           f"{'within' if box_peak <= args.cap * (1 + 1 / w) else 'OVER'} cap + 1 s burst)")
