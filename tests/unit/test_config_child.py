@@ -80,3 +80,14 @@ def test_the_caller_never_imports_jsonschema(tmp_path):
     res = subprocess.run([sys.executable, "-c", code], env=cli_env(), capture_output=True, text=True, timeout=60)
     assert res.returncode == 0, res.stderr
     assert res.stdout.split() == ["device-001", "False"]
+
+
+def test_the_child_validates_at_once_without_waiting_to_be_asked(tmp_path):
+    # Its request came on stdin when the answer was asked for, so jsonschema's import (0.15 s)
+    # came after the agent's imports instead of beside them: start to READY paid for both.
+    path = tmp_path / "config.yaml"
+    path.write_text("device_id: box-1\n")
+    v = config_child.start(str(path), environ={"BELABOX_METRICS_UPLOAD_INTERVAL": "5m"})
+    assert v.proc.wait(timeout=30) == 0  # done before result() is called
+    got = v.result()
+    assert got.device_id == "box-1" and got.upload_interval == 300.0
