@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from belabox_metrics import config
+from belabox_metrics import childproc, config
 from belabox_metrics.config import child as config_child
 from tests.support.cli import cli_env
 from tests.unit.test_config import GUIDE_CONFIG
@@ -63,7 +63,7 @@ def test_without_a_child_validation_happens_here_and_says_so(tmp_path, monkeypat
     assert "cannot start the validating child" in caplog.text
     monkeypatch.undo()
     caplog.clear()
-    monkeypatch.setattr(config_child, "_CODE", "print('not an answer')  # {root}")
+    monkeypatch.setattr(childproc, "_CODE", "print('not an answer')  # {root} {module} {func}")
     assert config_child.load(str(path), environ={}).upload_interval == 120.0
     assert "the validating child failed (exit 0)" in caplog.text
     path.write_text("upload_interval: never\n")

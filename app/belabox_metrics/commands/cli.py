@@ -7,15 +7,18 @@ named command's module is imported, so `run` never loads diagnose's or queue's i
 
 from __future__ import annotations
 
-import argparse
 import importlib
 import os
 import sys
+from typing import TYPE_CHECKING
 
-from belabox_metrics import __version__, exitcodes
-from belabox_metrics import config as configmod
-from belabox_metrics.commands.common import add_config
-from belabox_metrics.platform.device_id import DeviceIdError
+from belabox_metrics import __version__, childproc, exitcodes
+
+if TYPE_CHECKING:
+    import argparse
+
+# The rest of the project is imported inside main(), after `run`'s config child has been started:
+# these imports (config, yaml: 60 ms) then happen while the child starts and imports jsonschema.
 
 # name -> (module under belabox_metrics.commands, one-line help shown by --help)
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -38,6 +41,10 @@ def command_module(name: str):
 def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     """The parser; the options of ``command`` (the one the command line names) are set up from
     its module, or of every command when ``command`` is None."""
+    import argparse
+
+    from belabox_metrics.commands.common import add_config
+
     parser = argparse.ArgumentParser(prog="metrics-collector", description="BELABOX on-device metrics agent")
     parser.add_argument("--version", action="version", version=f"metrics-collector {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
@@ -51,6 +58,11 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["run"]:
+        childproc.prestart(childproc.CONFIG_VALIDATOR)
+    from belabox_metrics import config as configmod
+    from belabox_metrics.platform.device_id import DeviceIdError
+
     # Only the named command's module is imported ("" sets none up: top-level --help needs none).
     parser = build_parser(argv[0] if argv and argv[0] in COMMANDS else "")
     args = parser.parse_args(argv)

@@ -20,6 +20,7 @@ import subprocess
 import sys
 from collections.abc import Mapping
 
+from belabox_metrics import childproc
 from belabox_metrics import config as configmod
 
 log = logging.getLogger(__name__)
@@ -28,11 +29,6 @@ log = logging.getLogger(__name__)
 # import jsonschema. A SIGHUP reload blocks the loop meanwhile: this, plus the in-process
 # fallback after it, must stay well inside WatchdogSec (60 s).
 CHILD_TIMEOUT_S = 20.0
-REQUEST_ENV = "_BBM_CONFIG_REQUEST"  # not BELABOX_METRICS_*: that prefix means a config override
-# The package's parent folder goes first on the child's path, so the child runs this very
-# code even when the agent was started from a source tree or a different working directory.
-_CODE = ("import sys; sys.path.insert(0, {root!r}); "
-         "from belabox_metrics.config.child import main; sys.exit(main())")
 
 
 def load(path: str | None, environ: Mapping[str, str] | None = None) -> configmod.Config:
@@ -42,9 +38,10 @@ def load(path: str | None, environ: Mapping[str, str] | None = None) -> configmo
 
 
 def start(path: str | None, environ: Mapping[str, str] | None = None) -> Validation:
-    """Start validating in a child and return at once: `run` starts this before it imports the
-    agent, so the child's interpreter start and jsonschema import overlap the agent's own
-    imports (on a multi-core board, start to READY is then the longer of the two, not the sum)."""
+    """Start validating in a child and return at once. The child may already be running: the CLI
+    starts it for `run` before its own imports (childproc.prestart), and it imports jsonschema
+    while it waits for this request. The agent's imports overlap all of that (on a multi-core
+    board, start to READY is then the longer of the two, not the sum)."""
     return Validation(path, environ)
 
 
@@ -58,19 +55,18 @@ class Validation:
                         "environ": {k: v for k, v in env.items() if k.startswith(configmod.ENV_PREFIX)}}
         self.proc: subprocess.Popen | None = None
         self.failure: str | None = None  # why there is no child, logged when the result is asked for
-        root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-        if not sys.executable:
-            self.failure = "no interpreter to validate in a child process"
-            return
-        # The request travels in the child's environment, not on stdin: the child has it at once and
-        # imports jsonschema (0.15 s) while the agent does its own imports. On stdin it waited until
-        # the answer was asked for. Not in argv, which every user can read: overrides may hold secrets.
-        child_env = {**os.environ, REQUEST_ENV: json.dumps(self.request)}
         try:
-            self.proc = subprocess.Popen([sys.executable, "-c", _CODE.format(root=root)], stdin=subprocess.DEVNULL,
-                                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=child_env)
+            self.proc = childproc.take(childproc.CONFIG_VALIDATOR)
         except OSError as e:
             self.failure = f"cannot start the validating child: {e.strerror or e}"
+            return
+        # On stdin, not in argv, which every user can read: the overrides may hold secrets. One
+        # line, written at once: the child validates while the agent does its own imports.
+        try:
+            self.proc.stdin.write(json.dumps(self.request) + "\n")
+            self.proc.stdin.flush()
+        except OSError:  # it died already: _answer reports its exit and last words
+            pass
 
     def result(self) -> configmod.Config:
         source = configmod.BUILTIN_SOURCE if self.path is None else self.path
@@ -112,8 +108,14 @@ class Validation:
 
 
 def main() -> int:
-    """The child: one request in its environment, one JSON answer on stdout."""
-    request = json.loads(os.environ.pop(REQUEST_ENV))
+    """The child: one JSON request line on stdin, one JSON answer on stdout."""
+    # Imported before the request is read: the child is often started before the agent knows
+    # its arguments (childproc.prestart), and this import is most of the child's work.
+    from belabox_metrics.config import schema  # noqa: F401
+    raw = sys.stdin.readline()
+    if not raw:
+        return 0  # started early for a `run` that never asked (its arguments were refused)
+    request = json.loads(raw)
     try:
         data = configmod.validated(request.get("path"), request.get("environ") or {})
     except configmod.ConfigError as e:

@@ -9,7 +9,9 @@ is the only place that decides which board this is; it follows CeraUI's order
 
 from __future__ import annotations
 
+import functools
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -68,16 +70,22 @@ def parse_profile(text: str, board_id: str) -> Profile:
     )
 
 
-def load_profiles(directory: Path | None = None) -> list[Profile]:
-    directory = directory or profiles_dir()
+def load_profiles(directory: Path | None = None) -> tuple[Profile, ...]:
+    return _load_profiles(directory or profiles_dir())
+
+
+# Read once per process: the files ship with the package and change only with it (and an
+# upgrade restarts the agent). `run` reads them while its config is still being validated.
+@functools.lru_cache(maxsize=4)
+def _load_profiles(directory: Path | None) -> tuple[Profile, ...]:
     if directory is None:
-        return []
+        return ()
     out = []
     for entry in sorted(directory.iterdir()):
         path = entry / "profile.yaml"
         if path.is_file():
             out.append(parse_profile(path.read_text(encoding="utf-8"), entry.name))
-    return out
+    return tuple(out)
 
 
 def parse_compatible(raw: str | None) -> list[str]:
@@ -85,7 +93,7 @@ def parse_compatible(raw: str | None) -> list[str]:
     return [c for c in (raw or "").split("\0") if c]
 
 
-def choose(profiles: list[Profile], compatible: list[str], model: str, dmi_board: str) -> Profile:
+def choose(profiles: Sequence[Profile], compatible: list[str], model: str, dmi_board: str) -> Profile:
     """The profile whose match is most specific; the generic one when none matches."""
     best: tuple[int, str] | None = None
     chosen = None
