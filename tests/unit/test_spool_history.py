@@ -74,6 +74,57 @@ def test_damaged_chunk_is_a_codec_error():
         h.decode_chunk(zlib.compress(b'{"v": 99}'))
 
 
+def test_chunk_values_round_trip_exactly_and_format_1_still_reads():
+    rng = random.Random(5)
+    b = h.ChunkBuilder()
+    extra_values = [1.5, 1e-05, 24780029952.0, 1.8446744073709552e19, 0.1 + 0.2, float("nan"), 1e300, -3.25]
+    batches = []
+    for i in range(60):
+        v = extra_values[i % len(extra_values)] if i % 3 else round(rng.uniform(-100, 100), rng.randrange(8))
+        batches.append(key_batch(i, boottime_ns=i * 10**10 + rng.randrange(10**6),
+                                 extra=(sample("belabox_soc_temp_celsius", v),) if i % 5 else ()))
+        b.add(batches[-1])
+    want = [list(col) for col in b.values]
+    c = h.decode_chunk(b.encode()[2])
+    got = dict(zip(c.series, c.values, strict=True))
+    for s_, col in zip(b.index, want, strict=True):
+        assert [repr(x) for x in got[s_]] == [repr(x) for x in col], s_  # repr: nan and -0.0 too
+    assert [st.wall_ms for st in c.stamps] == [x.wall_ms for x in batches]
+    assert [st.boottime_ns for st in c.stamps] == [x.boottime_ns // 10**6 * 10**6 for x in batches]  # ms
+    # A row written by an earlier version (absolute values, nanoseconds) reads as it did.
+    old = {"v": 1, "boots": ["boot-a"], "b": [[T0, 123_456_789, 1, 0]], "s": [["node_load1"]], "p": [[0.5]]}
+    c1 = h.decode_chunk(zlib.compress(json.dumps(old).encode()))
+    assert (c1.stamps[0].boottime_ns, c1.values) == (123_456_789, [[0.5]])
+
+
+def test_an_hour_at_ten_seconds_is_stored_in_far_fewer_bytes_than_absolute_values():
+    # The hourly history write is most of what the card sees with the uplink up (README
+    # "Footprint"): differences from the previous value compress far better than the values.
+    rng = random.Random(9)
+    b = h.ChunkBuilder()
+    temp, rx = 45.0, 0
+    for i in range(360):
+        temp = round(temp + rng.uniform(-0.3, 0.3), 2)
+        rx += rng.randrange(200_000, 300_000)
+        b.add(key_batch(i, boottime_ns=i * 10**10 + rng.randrange(10**7), extra=(
+            sample("belabox_soc_temp_celsius", temp), sample("node_network_receive_bytes_total", float(rx),
+                                                              {"device": "wwan0"}))))
+    blob = b.encode()[2]
+    doc = json.loads(zlib.decompress(blob))
+    absolute = {"v": 1, "boots": doc["boots"], "b": b.stamps, "s": doc["s"], "p": b.values}
+    as_before = zlib.compress(json.dumps(absolute, separators=(",", ":")).encode(), 9)
+    assert len(blob) < 0.7 * len(as_before), (len(blob), len(as_before))
+
+
+def test_a_damaged_scale_is_a_codec_error_not_a_huge_number():
+    import pytest
+
+    from belabox_metrics.spool.codec import CodecError
+    doc = {"v": 2, "boots": ["b"], "w": [T0], "t": [0], "c": [1], "i": [0], "s": [["x"]], "k": [10**9], "p": [[1]]}
+    with pytest.raises(CodecError, match="scale"):
+        h.decode_chunk(zlib.compress(json.dumps(doc).encode()))
+
+
 def _write(sp: Spool, first: int, n: int, keep_from: int = 0) -> None:
     b = h.ChunkBuilder()
     for i in range(first, first + n):

@@ -14,14 +14,19 @@ needs room, history rows go first, oldest first (``free_space``, called by the r
 history never displaces anything pending. A history write that finds the file full only ever
 deletes older history.
 
-Chunk format (zlib'd JSON): ``{"v": 1, "boots": [boot_id], "b": [[wall_ms, boottime_ns,
-synced, boot_index]], "s": [[name, label, value, ...]], "p": [[value or null per batch]]}``:
-every batch's stamps (clock steps and unverified periods come from them) and the kept series'
-values aligned with the batches.
+Chunk format 2 (zlib'd JSON): ``{"v": 2, "boots": [boot_id], "w": [wall_ms deltas], "t": [boottime
+ms deltas], "c": [synced], "i": [boot_index], "s": [[name, label, value, ...]], "k": [scale per
+series], "p": [[value or null per batch]]}``: every batch's stamps (clock steps and unverified
+periods come from them) and the kept series' values aligned with the batches. Times are stored as
+differences from the previous batch, and a series whose values all have at most 6 decimals (scale
+``k``) as integer differences of value x 10^k from its previous value (exact: checked when written);
+others (``k`` -1) as they are. Against format 1 (absolute values) that is about 40% fewer bytes,
+which is what an hourly history write costs the card with the uplink up. Format 1 rows still read.
 """
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
 import sqlite3
@@ -30,6 +35,7 @@ import zlib
 from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass
+from decimal import Decimal
 
 from belabox_metrics.samples import Batch, Labels
 from belabox_metrics.spool.codec import CodecError, Decoder, Dictionary, encode, make_dictionary, series_json
@@ -43,7 +49,9 @@ CHUNK_MAX_BATCHES = 5000  # a very short collection interval still writes bounde
 RING_SPAN_S = 3600.0  # every series of the last hour stays in memory
 RING_MAX_BYTES = 4 << 20  # ... within this many compressed bytes (1 s interval: ~3.6 MB)
 _LEVEL = 9
-FORMAT = 1
+FORMAT = 2
+MAX_SCALE = 6  # decimals kept exactly as integers; a series needing more is stored as it is
+_MAX_PACKED = 10 ** 18  # value x 10^k beyond this (1e300...) is stored as it is: no 300-digit integers
 
 # Counters whose increases become events on the timeline.
 KERNEL_EVENTS = "belabox_kernel_events_total"
@@ -118,12 +126,72 @@ class ChunkBuilder:
         n = len(self.stamps)
         for col in self.values:
             col.extend([None] * (n - len(col)))
-        doc = {"v": FORMAT, "boots": list(self.boots), "b": self.stamps,
+        walls = [st[0] for st in self.stamps]
+        # Boot time to the millisecond is all clock-step detection needs; nanoseconds are noise
+        # that does not compress.
+        packed = [_pack(col) for col in self.values]
+        doc = {"v": FORMAT, "boots": list(self.boots), "w": _deltas(walls),
+               "t": _deltas([st[1] // 1_000_000 for st in self.stamps]),
+               "c": [st[2] for st in self.stamps], "i": [st[3] for st in self.stamps],
                "s": [[name, *[x for kv in labels for x in kv]] for name, labels in self.index],
-               "p": self.values}
-        walls = [s[0] for s in self.stamps]
+               "k": [k for k, _ in packed], "p": [col for _, col in packed]}
         raw = json.dumps(doc, separators=(",", ":")).encode()
         return min(walls), max(walls), zlib.compress(raw, _LEVEL)
+
+
+def _deltas(xs: list[int]) -> list[int]:
+    return [b - a for a, b in zip([0, *xs], xs, strict=False)]
+
+
+def _sums(ds: list[int]) -> list[int]:
+    return list(itertools.accumulate(ds))
+
+
+def _scale(col: list) -> int:
+    """The fewest decimals that hold every value of ``col`` exactly, or -1 (more than MAX_SCALE,
+    not finite, not a number)."""
+    k = 0
+    for v in col:
+        if v is None:
+            continue
+        if isinstance(v, bool) or not isinstance(v, (int, float)):
+            return -1
+        exp = Decimal(repr(v)).normalize().as_tuple().exponent  # repr: the shortest text that reads back as v
+        if not isinstance(exp, int):  # nan, inf
+            return -1
+        k = max(k, -exp)
+        if k > MAX_SCALE:
+            return -1
+    return k
+
+
+def _pack(col: list) -> tuple[int, list]:
+    """(k, differences of value x 10^k from the previous value, None staying None), or (-1, col)
+    as it is. The round trip is checked here, so a surprise costs bytes, never a value."""
+    k = _scale(col)
+    if k < 0:
+        return -1, col
+    out, prev = [], 0
+    for v in col:
+        if v is None:
+            out.append(None)
+            continue
+        n = int(Decimal(repr(v)).scaleb(k))
+        if abs(n) > _MAX_PACKED:
+            return -1, col
+        out.append(n - prev)
+        prev = n
+    return (k, out) if _unpack(k, out) == col else (-1, col)
+
+
+def _unpack(k: int, col: list) -> list:
+    if k < 0:
+        return col
+    if not isinstance(k, int) or k > MAX_SCALE:  # a damaged row must not ask for 10^1000000000
+        raise CodecError(f"history chunk: scale {k!r}")
+    div = 10 ** k
+    sums = itertools.accumulate(0 if d is None else d for d in col)
+    return [None if d is None else n / div for d, n in zip(col, sums, strict=True)]
 
 
 @dataclass
@@ -136,18 +204,24 @@ class Chunk:
 def decode_chunk(blob: bytes) -> Chunk:
     try:
         doc = json.loads(zlib.decompress(blob))
-        if doc.get("v") != FORMAT:
-            raise CodecError(f"unknown history format {doc.get('v')!r}")
+        version = doc.get("v")
         boots = doc["boots"]
-        stamps = [Stamp(w, t, bool(s), boots[i]) for w, t, s, i in doc["b"]]
+        if version == 1:  # absolute values and nanoseconds, as earlier versions wrote them
+            stamps = [Stamp(w, t, bool(s), boots[i]) for w, t, s, i in doc["b"]]
+            values = doc["p"]
+        elif version == 2:
+            times = zip(_sums(doc["w"]), _sums(doc["t"]), doc["c"], doc["i"], strict=True)
+            stamps = [Stamp(w, t * 1_000_000, bool(s), boots[i]) for w, t, s, i in times]
+            values = [_unpack(k, col) for k, col in zip(doc["k"], doc["p"], strict=True)]
+        else:
+            raise CodecError(f"unknown history format {version!r}")
         series = [(e[0], tuple(zip(e[1::2], e[2::2], strict=True))) for e in doc["s"]]
-        values = doc["p"]
         if len(values) != len(series) or any(len(v) != len(stamps) for v in values):
             raise CodecError("history chunk: columns do not match")
         return Chunk(stamps, series, values)
     except CodecError:
         raise
-    except (zlib.error, ValueError, KeyError, TypeError, IndexError) as e:
+    except (zlib.error, ValueError, KeyError, TypeError, IndexError, AttributeError) as e:
         raise CodecError(f"damaged history chunk: {e}") from None
 
 
