@@ -43,18 +43,20 @@ PRELOAD = ("belabox_metrics.spool.store", "belabox_metrics.spool.location", "bel
 
 
 def preload() -> None:
-    """Import what start() will need and read the board profiles, before the config is known.
+    """Import what start() will need (pyudev too) and read the board profiles, before the config is known.
     The collectors enabled by default are imported too (25 ms): a config that disables one
     keeps its module in memory for nothing, which costs less than making every start wait."""
     for name in PRELOAD:
         importlib.import_module(name)
     from belabox_metrics.collectors import registry
+    from belabox_metrics.devices import discovery
     from belabox_metrics.platform import board
     defaults = configmod.Config().collectors
     for name in registry.SYSTEM_COLLECTOR_NAMES:
         if defaults.get(name).enabled:
             registry.collector_class(name)
     board.load_profiles()
+    discovery.preload()
 
 
 def main(args: argparse.Namespace) -> int:

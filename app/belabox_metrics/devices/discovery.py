@@ -48,6 +48,16 @@ def _pyudev() -> Any:
     return pyudev
 
 
+def preload() -> None:
+    """Import pyudev ahead of start() (`run` does while its config is being validated): with
+    what it brings along (ctypes, libudev) it is 10-30 ms of start-up. Failing here is left for
+    start() to meet and report."""
+    try:
+        _pyudev()
+    except Exception:  # noqa: S110 (reported by _choose_mode, which tries again)
+        pass
+
+
 def _text(value: Any) -> str | None:
     if value is None:
         return None
