@@ -36,7 +36,7 @@ for p in (str(HERE.parents[2] / "app"), str(HERE.parents[2])):
     if p not in sys.path:
         sys.path.insert(0, p)
 
-from tests.bench.loopfs import SECTOR, LoopFs, LoopFsError  # noqa: E402
+from tests.bench.loopfs import BLOCK_SIZE, SECTOR, LoopFs, LoopFsError  # noqa: E402
 from tests.bench.peersreport import MOUNT_VARIANTS, machine_line, render  # noqa: E402
 from tests.bench.peerstack import NotifyListener, OurStack, PeerStack, StackError, compile_like_the_deb  # noqa: E402
 from tests.support.vm import VictoriaMetrics, VMError, free_port  # noqa: E402
@@ -79,7 +79,8 @@ class Run:
         def fs(tag: str, options: str = "") -> LoopFs:
             nonlocal n
             n += 1
-            lf = LoopFs(self.work / f"{n:02d}-{tag}.img", self.work / f"{n:02d}-{tag}", options)
+            lf = LoopFs(self.work / f"{n:02d}-{tag}.img", self.work / f"{n:02d}-{tag}", options,
+                        block_size=self.args.block_size)
             es.callback(lf.close)  # registered before open: a half-built one is torn down too
             return lf.open()
 
@@ -181,6 +182,9 @@ def parse_args(argv: list[str] | None):
                     help="smoke run of about a minute: 1 run, 0.4-min window, intervals 10,5, upload every 5 s, "
                          "commit every 5 s (the default 2m would write nothing in the window)")
     ap.add_argument("--dir", default="/var/tmp", help="where images and logs go (default /var/tmp)")
+    ap.add_argument("--block-size", type=int, default=BLOCK_SIZE, choices=(1024, 2048, 4096),
+                    help=f"ext4 block size of every image (default {BLOCK_SIZE}, what a card's data partition "
+                         "gets; runs before 2026-12-08 03:00 UTC had mke2fs's 1024 for a 256 MB image)")
     args = ap.parse_args(argv)
     if args.quick:
         args.runs, args.minutes, args.intervals, args.warmup = 1, 0.4, "10,5", 3.0

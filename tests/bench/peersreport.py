@@ -84,7 +84,8 @@ def render(rows: dict, args, command: str, started: datetime, machine: str) -> s
         f"- Command: `{command}`",
         f"- Medians of {args.runs} run(s); a {window_min:g}-minute window per run, all stacks measured "
         "in the same window. MB/day = sectors written in the window (/sys/block/loopN/stat field 7, "
-        "ext4 journal included) x 512, extrapolated to 24 h.",
+        f"ext4 journal included) x 512, extrapolated to 24 h. Each image: 256 MB ext4 with "
+        f"{getattr(args, 'block_size', 1024)}-byte blocks.",
         "- Ours: `python -m belabox_metrics run`, default settings except paths, ports and intervals"
         + (f" (upload_interval {args.upload_interval:g} s)" if args.upload_interval else "")
         + ". Peers: node_exporter (default collectors) scraped by vmagent at the same interval. "
