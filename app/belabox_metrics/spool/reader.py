@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import sqlite3
 from collections import OrderedDict
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Iterable, Iterator
 from dataclasses import dataclass
 
 from belabox_metrics.samples import Sample
@@ -132,13 +132,30 @@ class RowReader:
 
 def read_dictionary(conn: sqlite3.Connection, dict_id: int) -> Dictionary:
     """The dictionary from whichever copy is intact; CodecError when none is."""
-    why = "missing"
-    for table in DICT_TABLES:
-        try:
-            row = conn.execute(f"SELECT data FROM {table} WHERE id = ?", (dict_id,)).fetchone()
+    errors: list[str] = []
+
+    def copies() -> Iterator[tuple[str, bytes]]:
+        for table in DICT_TABLES:
+            try:
+                row = conn.execute(f"SELECT data FROM {table} WHERE id = ?", (dict_id,)).fetchone()
+            except sqlite3.DatabaseError as e:
+                errors.append(str(e))
+                log.warning("spool: dictionary %d in %s unreadable (%s)", dict_id, table, e)
+                continue
             if row is not None:
-                return Dictionary.from_bytes(row[0])
-        except (sqlite3.DatabaseError, CodecError) as e:
-            why = str(e)
-            log.warning("spool: dictionary %d in %s unreadable (%s)", dict_id, table, e)
-    raise CodecError(f"dictionary {dict_id}: {why}")
+                yield table, row[0]
+    return dictionary_from_copies(dict_id, copies(), errors)
+
+
+def dictionary_from_copies(dict_id: int, copies: Iterable[tuple[str, bytes]],
+                           errors: list[str] | None = None) -> Dictionary:
+    """The dictionary from the first intact of ``(where, raw blob)`` copies: SQLite's rows, or
+    those spool/pagescan.py found in the raw pages. CodecError when none is."""
+    errors = [] if errors is None else errors
+    for where, blob in copies:
+        try:
+            return Dictionary.from_bytes(blob)
+        except CodecError as e:
+            errors.append(str(e))
+            log.warning("spool: dictionary %d in %s unreadable (%s)", dict_id, where, e)
+    raise CodecError(f"dictionary {dict_id}: {errors[-1] if errors else 'missing'}")
