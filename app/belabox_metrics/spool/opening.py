@@ -144,6 +144,8 @@ class Opening:
                f"{rep.batches} batches ({rep.samples} samples)")
         if rep.repair:
             msg += f" from a copy whose damaged start was repaired ({rep.repair})"
+        if rep.scan:
+            msg += f" ({rep.scan})"
         if rep.lost_batches:
             msg += f", {rep.lost_batches} unreadable batches ({rep.lost_samples} samples) counted as dropped"
         if rep.error:
