@@ -56,8 +56,8 @@ def decode(scan: pagescan.Scan, row: pagescan.BatchRow) -> tuple | None:
     try:
         zdict = dictionary_from_copies(row.dict_id, [("pages", b) for b in scan.dicts.get(row.dict_id, ())]) \
             if row.dict_id is not None else None
-        samples = Decoder().decode(row.data, row.wall_ms, zdict)
-    except CodecError:
+        samples = Decoder().decode(scan.data(row), row.wall_ms, zdict)
+    except (CodecError, TypeError):
         return None
     return samples if len(samples) == row.n else None
 
@@ -67,7 +67,7 @@ def recovered(scan: pagescan.Scan, made: dict[int, tuple]) -> tuple[list[int], l
     exactly one that was appended."""
     ok, lost = [], []
     for i, row in only(scan).items():
-        samples = decode(scan, row) if row.data is not None else None
+        samples = decode(scan, row)
         if samples is None:
             lost.append(i)
             continue
@@ -89,7 +89,7 @@ def test_an_intact_file_gives_exactly_the_rows_sqlite_sees(tmp_path):
     build(path, 120, ack_oldest=30)
     scan = pagescan.scan_file(path)
     want = sqlite_rows(path)
-    got = {i: (r.n, r.done, r.parked, r.dict_id, r.boot, r.clock_synced, r.wall_ms, r.boottime_ns, r.data)
+    got = {i: (r.n, r.done, r.parked, r.dict_id, r.boot, r.clock_synced, r.wall_ms, r.boottime_ns, scan.data(r))
            for i, r in only(scan).items()}
     assert got == want and len(want) == 90
     assert scan.freelist_complete and scan.skipped_leaves == 0
@@ -208,7 +208,7 @@ def test_random_damage_never_raises_and_never_invents_samples(tmp_path):
         scan = pagescan.scan(_damage(db, random.Random(seed)))
         for rows in scan.batches.values():
             for row in rows:
-                samples = decode(scan, row) if row.data is not None else None
+                samples = decode(scan, row)
                 if samples is not None:
                     decoded += 1
                     assert tuple((s.name, s.labels, s.value) for s in samples) in appended, seed

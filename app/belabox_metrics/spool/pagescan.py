@@ -9,15 +9,15 @@ the committed frames of a ``-wal`` beside it laid over the file. Rows are recogn
 record's shape, since page 1 (the schema's root) may be gone as well.
 
 Conservative on purpose: a leaf whose cells do not all parse as one of our tables is skipped,
-and a row whose overflow chain breaks is reported with ``data=None`` (lost, but its sample count
-known). The parsing functions take bytes-like buffers; only ``scan_file`` touches the disk.
-Freed pages keep their old rows (secure_delete is OFF), so the freelist is read first: without
-it, acknowledged batches would come back.
+and a row whose overflow chain breaks is reported without a blob (lost, but its sample count
+known). Freed pages keep their old rows (secure_delete is OFF), so the freelist is read first:
+without it, acknowledged batches would come back. The parsing functions take bytes-like buffers;
+only ``scan_file`` touches the disk. Blobs are read again when asked for (``Scan.data``) rather
+than held: a full 64 MB spool's would all sit in memory at once.
 """
 
 from __future__ import annotations
 
-import contextlib
 import mmap
 import os
 import struct
@@ -55,7 +55,7 @@ class Header:
 
 @dataclass(frozen=True)
 class BatchRow:
-    """A ``batches`` row as found in a leaf; ``data`` is None when its overflow chain broke."""
+    """A ``batches`` row as found in a leaf: its small columns, and where to read its blob."""
 
     id: int
     n: int
@@ -66,7 +66,7 @@ class BatchRow:
     clock_synced: int
     wall_ms: int
     boottime_ns: int
-    data: bytes | None
+    cell: tuple[int, int] | None  # (leaf page, cell offset); None when its overflow chain broke
 
 
 @dataclass
@@ -81,6 +81,20 @@ class Scan:
     dropped: dict[str, int] = field(default_factory=dict)
     freelist_complete: bool = True  # False: freed leaves may be read as live
     skipped_leaves: int = 0
+    pages: Pages | None = None
+    free: set[int] = field(default_factory=set)
+
+    def data(self, row: BatchRow) -> bytes | None:
+        """The row's blob, read from its pages again; None when its overflow chain broke."""
+        if row.cell is None or self.pages is None:
+            return None
+        pgno, ptr = row.cell
+        try:
+            _, size, payload = cell(self.pages, self.pages.get(pgno) or b"", ptr, self.free)
+            blob = record(payload, size)[1][-1]
+        except (Malformed, ValueError, IndexError, struct.error):
+            return None
+        return None if blob is MISSING else bytes(blob)
 
 
 # --- the header and the WAL ---------------------------------------------------------------------
@@ -248,9 +262,23 @@ def overflow(pages: Pages, first: int, need: int, skip: set[int]) -> bytes | Non
     return b"".join(out) if pgno == 0 else None
 
 
-def leaf_cells(pages: Pages, pgno: int, page: bytes, skip: set[int]) -> Iterator[tuple[int, int, bytes]]:
-    """(rowid, payload size, payload) for each cell of a table leaf; the payload is cut short
-    where its overflow chain broke. Raises Malformed when the page is no sound leaf."""
+def cell(pages: Pages, page: bytes, ptr: int, skip: set[int]) -> tuple[int, int, bytes]:
+    """(rowid, payload size, payload) of the table-leaf cell at ``ptr``; the payload is cut
+    short where its overflow chain broke. Raises Malformed when the cell runs off the page."""
+    size, off = varint(page, ptr)
+    rowid, off = varint(page, off)
+    local = local_size(size, pages.usable)
+    if off + local + (4 if local < size else 0) > pages.usable:
+        raise Malformed("cell past the page")
+    payload = page[off:off + local]
+    if local < size:
+        payload += overflow(pages, _u32(page, off + local)[0], size - local, skip) or b""
+    return rowid - (1 << 64) if rowid >= 1 << 63 else rowid, size, payload
+
+
+def leaf_cells(pages: Pages, pgno: int, page: bytes, skip: set[int]) -> Iterator[tuple[int, int, int, bytes]]:
+    """(cell offset, rowid, payload size, payload) for each cell of a table leaf. Raises
+    Malformed when the page is no sound leaf."""
     h = HEADER if pgno == 1 else 0
     if page[h] != TABLE_LEAF:
         raise Malformed("not a table leaf")
@@ -261,16 +289,7 @@ def leaf_cells(pages: Pages, pgno: int, page: bytes, skip: set[int]) -> Iterator
     for ptr in struct.unpack_from(f">{n}H", page, first_ptr):
         if ptr < first_ptr + 2 * n or ptr >= pages.usable:
             raise Malformed("cell pointer out of the page")
-        size, off = varint(page, ptr)
-        rowid, off = varint(page, off)
-        local = local_size(size, pages.usable)
-        if off + local + (4 if local < size else 0) > pages.usable:
-            raise Malformed("cell past the page")
-        payload = page[off:off + local]
-        if local < size:
-            rest = overflow(pages, _u32(page, off + local)[0], size - local, skip)
-            payload += rest or b""
-        yield rowid - (1 << 64) if rowid >= 1 << 63 else rowid, size, payload
+        yield ptr, *cell(pages, page, ptr, skip)
 
 
 def _column_size(t: int) -> int:
@@ -342,20 +361,20 @@ def shape(types: tuple[int, ...]) -> str | None:
     return None
 
 
-def _batch(rowid: int, v: list[object]) -> BatchRow:
+def _batch(rowid: int, v: list[object], where: tuple[int, int]) -> BatchRow:
     n, done, parked, dict_id, boot, synced, wall_ms, boottime_ns, data = v[1:]
     if n < 1 or done < 0 or parked not in (0, 1) or synced not in (0, 1) or boot < 1 or rowid < 1 \
             or (dict_id is not None and dict_id < 1):
         raise Malformed("batch columns out of range")
     return BatchRow(rowid, n, done, parked, dict_id, boot, synced, wall_ms, boottime_ns,
-                    None if data is MISSING else bytes(data))
+                    None if data is MISSING else where)
 
 
 def leaf_rows(pages: Pages, pgno: int, page: bytes, skip: set[int]) -> tuple[str, list] | None:
     """(table, rows) of one table leaf whose records all have one of our shapes; None for a
     leaf of another table (the schema's, history's) or an empty one. Raises Malformed."""
     kind, rows = None, []
-    for rowid, size, payload in leaf_cells(pages, pgno, page, skip):
+    for ptr, rowid, size, payload in leaf_cells(pages, pgno, page, skip):
         types, values = record(payload, size)
         this = shape(types)
         if this is None or (kind is not None and this != kind):
@@ -363,7 +382,7 @@ def leaf_rows(pages: Pages, pgno: int, page: bytes, skip: set[int]) -> tuple[str
         kind = this
         if any(v is MISSING for v in values[:-1]):
             raise Malformed("small columns past the leaf")
-        rows.append(_batch(rowid, values) if kind == "batches" else (rowid, values))
+        rows.append(_batch(rowid, values, (pgno, ptr)) if kind == "batches" else (rowid, values))
     return (kind, rows) if kind else None
 
 
@@ -391,7 +410,7 @@ def scan(db: Buffer, wal: Buffer | None = None) -> Scan:
         log = None  # not this database's WAL
     pages = Pages(db, log)
     free, complete = freelist(pages)
-    out = Scan(freelist_complete=complete)
+    out = Scan(freelist_complete=complete, pages=pages, free=free)
     for pgno in range(1, pages.count + 1):
         if pgno in free or pages.type_byte(pgno) != TABLE_LEAF:
             continue
@@ -406,16 +425,22 @@ def scan(db: Buffer, wal: Buffer | None = None) -> Scan:
 
 
 def scan_file(path: str) -> Scan:
-    """``scan`` of the file at ``path`` and the ``-wal`` beside it, mapped rather than read: a
-    64 MB spool stays in the page cache instead of the agent's heap."""
-    with contextlib.ExitStack() as stack:
-        bufs = []
-        for name in (path, path + "-wal"):
-            try:
-                fh = stack.enter_context(open(name, "rb"))
-                size = os.fstat(fh.fileno()).st_size
-            except OSError:
-                bufs.append(None)
-                continue
-            bufs.append(stack.enter_context(mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ)) if size else b"")
-        return scan(bufs[0] if bufs[0] is not None else b"", bufs[1] or None)
+    """``scan`` of the file at ``path`` and the ``-wal`` beside it. The file is mapped, not read:
+    a 64 MB spool stays in the page cache, and the Scan keeps the mapping for ``Scan.data``."""
+    db = _mapped(path)
+    wal = _mapped(path + "-wal")
+    try:
+        return scan(db, wal or None)
+    finally:
+        if isinstance(wal, mmap.mmap):
+            wal.close()  # parse_wal copied the committed pages
+
+
+def _mapped(path: str) -> Buffer:
+    try:
+        with open(path, "rb") as fh:
+            if os.fstat(fh.fileno()).st_size == 0:
+                return b""
+            return mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ)  # outlives the descriptor
+    except OSError:
+        return b""

@@ -187,9 +187,10 @@ class _Sources:
         return self._one("SELECT n, done, parked, dict_id, boot, clock_synced, wall_ms, boottime_ns, data "
                          "FROM batches WHERE id = ?", (i,))
 
-    def scanned_rows(self, i: int) -> list[Row]:
-        return [(r.n, r.done, r.parked, r.dict_id, r.boot, r.clock_synced, r.wall_ms, r.boottime_ns, r.data)
-                for r in self.scan().batches.get(i, ())]
+    def scanned_rows(self, i: int) -> Iterator[Row]:
+        scan = self.scan()
+        for r in scan.batches.get(i, ()):  # the blob is read only now, one row at a time
+            yield r.n, r.done, r.parked, r.dict_id, r.boot, r.clock_synced, r.wall_ms, r.boottime_ns, scan.data(r)
 
     def dropped(self) -> dict[str, int]:
         if self.conn is not None:
