@@ -323,9 +323,9 @@ def _salvage(path: str, report: Salvage, raw_path: str) -> Iterator[tuple[Batch,
 def _note(report: Salvage, pages: pagescan.Scan | None, from_pages: int, why: str) -> None:
     if why and not (report.batches or report.lost_batches):
         report.error = why
-    if pages is None:
+    if pages is None or not from_pages:
         return
     report.scan = f"{from_pages} batches read from the raw pages"
-    if not pages.freelist_complete and pages.batches:
+    if not pages.freelist_complete:
         # Freed leaves keep their rows (secure_delete is OFF); without the freelist they read as live.
         report.scan += " (its freelist was unreadable: some may have been acknowledged already)"
