@@ -11,7 +11,7 @@ import sqlite3
 import pytest
 
 from belabox_metrics.config import StorageConfig
-from belabox_metrics.spool import pagescan
+from belabox_metrics.spool import pagescan, salvage
 from belabox_metrics.spool.codec import CodecError, Decoder
 from belabox_metrics.spool.reader import dictionary_from_copies
 from belabox_metrics.spool.store import Spool
@@ -182,6 +182,42 @@ def test_committed_wal_frames_are_laid_over_and_a_torn_tail_costs_only_itself(tm
     stale = bytearray(wal)
     stale[16:20] = bytes(4)
     assert len(recovered(pagescan.scan(db, bytes(stale)), made)[0]) < 40
+
+
+def test_salvage_merges_the_scan_oldest_first_with_progress_parking_and_counts(tmp_path):
+    path = str(tmp_path / "metrics.db")
+    sp = Spool.open(path, CFG)
+    gen = BatchGen(seed=5)
+    made = []
+    for _ in range(220):
+        b = gen.batch()
+        sp.append(b)
+        made.append(tuple(b.resolved()))
+    sp.flush()
+    sp.ack(sp.take_oldest(450))  # batch 1 delivered, 150 samples of batch 2
+    sp.drop(sp.take_oldest(10), "rejected_400")  # 10 more of batch 2, counted
+    sp.park([3, 4], "rejected_400")
+    sp.close()
+    intact = pagescan.scan_file(path)
+    assert intact.parked == {3: "rejected_400", 4: "rejected_400"} and intact.dropped == {"rejected_400": 10}
+    assert intact.batches[2][0].done == 160 and 1 not in intact.batches
+    size = os.path.getsize(path)
+    with open(path, "r+b") as fh:  # the b-tree's interior pages: SQLite reads no batch
+        fh.seek(size // 4)
+        fh.write(bytes(size // 2))
+    rep = salvage.Salvage()
+    got = list(salvage.salvage(path, rep))
+    walls = [b.wall_ms for b, _ in got]
+    assert walls == sorted(set(walls)) and len(walls) == rep.batches >= 80
+    ids = [(w - made[0][0].ts_ms) // 10_000 + 1 for w in walls]
+    for i, (b, reason) in zip(ids, got, strict=True):
+        assert b.samples == made[i - 1][160 if i == 2 else 0:]  # progress kept: only the rest is sent
+        assert reason == ("rejected_400" if i in (3, 4) else None)
+        assert b.boot_id == gen.boot_id
+    assert ids[:3] == [2, 3, 4] and rep.samples == sum(len(b.samples) for b, _ in got)
+    # Rows whose leaf survived but whose blob ran into the hole: counted, whole (none was begun).
+    assert rep.lost_batches >= 1 and rep.lost_samples == 300 * rep.lost_batches
+    assert rep.dropped == {"rejected_400": 10} and f"{rep.batches} batches read from the raw pages" in rep.scan
 
 
 def _damage(db: bytes, r: random.Random) -> bytes:

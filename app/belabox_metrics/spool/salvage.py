@@ -168,8 +168,8 @@ class _Sources:
 
             try:
                 self.pages = pagescan.scan_file(self.raw_path)
-            except (OSError, ValueError) as e:
-                log.warning("salvage: cannot scan the pages of %s: %s", self.raw_path, e)
+            except Exception as e:  # a best-effort second reading must never stop the spool opening
+                log.warning("salvage: cannot scan the pages of %s: %r", self.raw_path, e)
                 self.pages = pagescan.Scan(freelist_complete=False)
         return self.pages
 
