@@ -189,7 +189,9 @@ class _Sources:
 
     def scanned_rows(self, i: int) -> Iterator[Row]:
         scan = self.scan()
-        for r in scan.batches.get(i, ()):  # the blob is read only now, one row at a time
+        # Two copies of a row only come from a freed leaf read as live (freelist unreadable): a
+        # row's progress only grows, so the copy with the most samples done is the newer one.
+        for r in sorted(scan.batches.get(i, ()), key=lambda r: -r.done):  # blobs read one at a time
             yield r.n, r.done, r.parked, r.dict_id, r.boot, r.clock_synced, r.wall_ms, r.boottime_ns, scan.data(r)
 
     def dropped(self) -> dict[str, int]:
