@@ -196,10 +196,12 @@ def test_damaged_at_start_five_ways_is_reported_counted_and_replaced(tmp_path, d
         assert st.pending_samples == rep.salvaged_samples
         assert sm.value(DROPPED, {"reason": "corrupt"}) == st.dropped.get("corrupt", 0)
         assert rep.salvaged_samples + st.dropped.get("corrupt", 0) <= 200 * 300
-        # Exactly what was appended and not yet delivered: no duplicate, nothing acknowledged.
+        # Exactly what was appended and not yet delivered: no duplicate, nothing acknowledged
+        # (unless random bytes hit the freelist, which the report then says).
         salvaged = list(sp.iter_pending())
         walls = [sl.wall_ms for sl in salvaged]
-        assert len(walls) == len(set(walls)) == rep.salvaged_batches and not set(walls) & acked
+        assert len(walls) == len(set(walls)) == rep.salvaged_batches
+        assert not set(walls) & acked or "freelist was unreadable" in rep.message
         assert all(sl.samples == made[sl.wall_ms] for sl in salvaged)
         if damage.__name__.strip("_") in AT_LEAST:
             assert rep.salvaged_batches >= AT_LEAST[damage.__name__.strip("_")], rep.message
