@@ -246,12 +246,16 @@ def local_size(payload: int, usable: int) -> int:
     return k if k <= x else m
 
 
-def overflow(pages: Pages, first: int, need: int, skip: set[int]) -> bytes | None:
+def overflow(pages: Pages, first: int, need: int, free: set[int]) -> bytes | None:
     """``need`` bytes from the overflow chain starting at ``first``; None when it runs into a
-    missing, zeroed, freed or already visited page, or does not end where the payload does."""
+    missing, zeroed or already visited page, or does not end where the payload does."""
     out, seen, pgno = [], set(), first
     while need > 0:
-        page = None if pgno in seen or pgno in skip else pages.get(pgno)
+        if pgno in free:
+            # A live row's pages are never on the freelist: this leaf is a freed one that the
+            # (partly lost) freelist no longer names. Its rows were deleted: neither read nor lost.
+            raise Malformed("overflow chain runs into a freed page")
+        page = None if pgno in seen else pages.get(pgno)
         if page is None or page.count(0) == len(page):
             return None
         seen.add(pgno)
