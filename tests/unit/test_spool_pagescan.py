@@ -220,6 +220,29 @@ def test_salvage_merges_the_scan_oldest_first_with_progress_parking_and_counts(t
     assert rep.dropped == {"rejected_400": 10} and f"{rep.batches} batches read from the raw pages" in rep.scan
 
 
+def test_a_lost_freelist_is_reported_since_freed_leaves_then_read_as_live(tmp_path):
+    # The known limit: freed leaves keep their rows, and only the freelist tells them apart.
+    path = str(tmp_path / "metrics.db")
+    made = build(path, 220, ack_oldest=100)
+    with open(path, "rb") as fh:
+        pages = pagescan.Pages(fh.read(), None)
+    trunks, trunk = [], pages.header.freelist_trunk
+    while trunk:
+        trunks.append(trunk)
+        trunk = int.from_bytes(pages.get(trunk)[:4], "big")
+    with open(path, "r+b") as fh:
+        for pgno in [*trunks, 3]:  # page 3: the batches table's root, so SQLite has no way in
+            fh.seek((pgno - 1) * 512)
+            fh.write(bytes(512))
+    rep = salvage.Salvage()
+    got = list(salvage.salvage(path, rep))
+    assert "freelist was unreadable: some may have been acknowledged already" in rep.scan
+    walls = [b.wall_ms for b, _ in got]
+    assert len(walls) == len(set(walls)) and all(b.samples == made[b.wall_ms] for b, _ in got)
+    last_acked = sorted(made)[99]
+    assert any(w <= last_acked for w in walls)  # acknowledged batches came back
+
+
 def _damage(db: bytes, r: random.Random) -> bytes:
     out = bytearray(db)
     for _ in range(r.randint(1, 6)):
