@@ -266,7 +266,7 @@ def overflow(pages: Pages, first: int, need: int, free: set[int]) -> bytes | Non
     return b"".join(out) if pgno == 0 else None
 
 
-def cell(pages: Pages, page: bytes, ptr: int, skip: set[int]) -> tuple[int, int, bytes]:
+def cell(pages: Pages, page: bytes, ptr: int, free: set[int]) -> tuple[int, int, bytes]:
     """(rowid, payload size, payload) of the table-leaf cell at ``ptr``; the payload is cut
     short where its overflow chain broke. Raises Malformed when the cell runs off the page."""
     size, off = varint(page, ptr)
@@ -276,11 +276,11 @@ def cell(pages: Pages, page: bytes, ptr: int, skip: set[int]) -> tuple[int, int,
         raise Malformed("cell past the page")
     payload = page[off:off + local]
     if local < size:
-        payload += overflow(pages, _u32(page, off + local)[0], size - local, skip) or b""
+        payload += overflow(pages, _u32(page, off + local)[0], size - local, free) or b""
     return rowid - (1 << 64) if rowid >= 1 << 63 else rowid, size, payload
 
 
-def leaf_cells(pages: Pages, pgno: int, page: bytes, skip: set[int]) -> Iterator[tuple[int, int, int, bytes]]:
+def leaf_cells(pages: Pages, pgno: int, page: bytes, free: set[int]) -> Iterator[tuple[int, int, int, bytes]]:
     """(cell offset, rowid, payload size, payload) for each cell of a table leaf. Raises
     Malformed when the page is no sound leaf."""
     h = HEADER if pgno == 1 else 0
@@ -293,7 +293,7 @@ def leaf_cells(pages: Pages, pgno: int, page: bytes, skip: set[int]) -> Iterator
     for ptr in struct.unpack_from(f">{n}H", page, first_ptr):
         if ptr < first_ptr + 2 * n or ptr >= pages.usable:
             raise Malformed("cell pointer out of the page")
-        yield ptr, *cell(pages, page, ptr, skip)
+        yield ptr, *cell(pages, page, ptr, free)
 
 
 def _column_size(t: int) -> int:
@@ -374,11 +374,11 @@ def _batch(rowid: int, v: list[object], where: tuple[int, int]) -> BatchRow:
                     None if data is MISSING else where)
 
 
-def leaf_rows(pages: Pages, pgno: int, page: bytes, skip: set[int]) -> tuple[str, list] | None:
+def leaf_rows(pages: Pages, pgno: int, page: bytes, free: set[int]) -> tuple[str, list] | None:
     """(table, rows) of one table leaf whose records all have one of our shapes; None for a
     leaf of another table (the schema's, history's) or an empty one. Raises Malformed."""
     kind, rows = None, []
-    for ptr, rowid, size, payload in leaf_cells(pages, pgno, page, skip):
+    for ptr, rowid, size, payload in leaf_cells(pages, pgno, page, free):
         types, values = record(payload, size)
         this = shape(types)
         if this is None or (kind is not None and this != kind):
