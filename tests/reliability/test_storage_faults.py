@@ -133,7 +133,7 @@ def _random(path: str, size: int) -> None:
         r = random.Random(7)
         for _ in range(40):
             fh.seek(r.randrange(size))
-            fh.write(os.urandom(256))
+            fh.write(r.randbytes(256))  # seeded: the same damage every run
 
 
 def _truncated(path: str, size: int) -> None:
