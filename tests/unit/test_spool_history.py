@@ -352,3 +352,23 @@ def test_history_is_written_hourly_alone_and_rides_on_commits_every_ten_minutes(
     assert minutes(0.5) == 3  # over 2 min since the last write: at once
     assert minutes(1.5) == 3 and minutes(0.5) == 4
     sp.close()
+
+
+def test_points_not_yet_written_are_in_the_agents_answer_beyond_the_rings_hour(tmp_path):
+    # Writes are hours apart (storage.history_interval 3h): points older than the ring's hour but
+    # newer than the last write exist only in the chunk being gathered, and /history must show them.
+    from belabox_metrics.agent.history import AgentHistory
+    sp = open_spool(tmp_path)
+    wall = [T0 / 1000]
+    ah = AgentHistory(sp, 86400.0, monotonic=lambda: 0.0, wall=lambda: wall[0])
+    for i in range(3 * 360):  # 3 hours at 10 s, nothing written yet
+        ah.feed(key_batch(i))
+    wall[0] = (T0 + 3 * 3600_000) / 1000
+    assert _history_rows(sp) == []
+    code, body = ah.answer(f"since={T0}&until={T0 + 3 * 3600_000}&series=node_memory_MemAvailable_bytes")
+    doc = json.loads(body)
+    assert code == 200, doc
+    pts = [p for s_ in doc["series"] if s_["name"] == "node_memory_MemAvailable_bytes" for p in s_["points"]]
+    assert pts and min(p[0] for p in pts) < (T0 + 3600_000) / 1000, "the hours before the ring's are missing"
+    sp.close()
+

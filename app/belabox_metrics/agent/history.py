@@ -36,13 +36,16 @@ class AgentHistory:
         self.chunk = store_history.ChunkBuilder()
         self._last_write = monotonic()
         self._query_lock = threading.Lock()  # one /history at a time: each may decode a lot
+        # The loop feeds the chunk while /history (a health worker) reads what it holds so far.
+        self._chunk_lock = threading.Lock()
 
     # --- fed by the loop -------------------------------------------------------------------
 
     def feed(self, batch: Batch) -> None:
         try:
             self.ring.add(batch)
-            self.chunk.add(batch)
+            with self._chunk_lock:
+                self.chunk.add(batch)
         except Exception:  # a malformed batch the spool will refuse too
             log.exception("history: batch at %s not kept", batch.wall_ms)
 
@@ -50,7 +53,7 @@ class AgentHistory:
         """Write the chunk every ``interval`` (storage.history_interval), or with a spool commit
         (``committed``: this tick wrote batches) once RIDE_AFTER has passed. Alone, a write costs
         the card a journal commit of its own, about what a whole commit costs, so with the
-        uplink up (no commits) that is once an hour. With it down, the history rides on the
+        uplink up (no commits) that is every 3 hours by default. With it down, the history rides on the
         commits and reaches the card every RIDE_AFTER at no extra journal commit."""
         interval = self.interval() if callable(self.interval) else self.interval
         since = now_mono - self._last_write
@@ -64,7 +67,8 @@ class AgentHistory:
         if not len(self.chunk):
             return
         try:
-            start, end, blob = self.chunk.encode()
+            with self._chunk_lock:
+                start, end, blob = self.chunk.encode()
             retention = self.retention_s() if callable(self.retention_s) else self.retention_s
             keep_from = int((self.wall() - retention) * 1000)
             with self.spool.history_db() as conn:
@@ -72,7 +76,8 @@ class AgentHistory:
             log.debug("history: %d batches of key signals stored (%d bytes)", len(self.chunk), len(blob))
         except Exception as e:  # the ring still has the last hour; the pending batches have the rest
             log.error("history: cannot store key signals: %s", e)
-        self.chunk.reset()
+        with self._chunk_lock:
+            self.chunk.reset()
 
     def mark(self, wall_ms: int, kind: str, text: str) -> None:
         try:
@@ -80,6 +85,12 @@ class AgentHistory:
                 store_history.add_mark(conn, wall_ms, kind, text)
         except Exception as e:
             log.error("history: cannot record %s mark: %s", kind, e)
+
+    def _unwritten(self) -> list[tuple[int, int, bytes]]:
+        """The key points gathered since the last history write, as a chunk: with writes hours
+        apart (storage.history_interval) they reach further back than the ring's hour."""
+        with self._chunk_lock:
+            return [self.chunk.encode()] if len(self.chunk) else []
 
     def record_start(self, wall_ms: int, boot_id: str, version: str) -> None:
         try:
@@ -124,8 +135,8 @@ class AgentHistory:
         history_query = _query()
         try:
             doc = history_query.from_spool(self.spool, since, until, patterns, ring=self.ring,
-                                           max_points=max_points, device_id=self.device_id,
-                                           host=socket.gethostname())
+                                           max_points=max_points, unwritten=self._unwritten(),
+                                           device_id=self.device_id, host=socket.gethostname())
         except history_query.HistoryUnavailable as e:
             return 500, {"error": str(e)}
         finally:

@@ -113,7 +113,7 @@ class StorageConfig:
     fallback_path: str = ""  # e.g. /data/belabox-metrics on read-only-root images
     parked_max_age: float = 7 * 86400.0  # untrusted-clock batches of earlier boots
     history_retention: float = 86400.0  # key signals kept for `history` after upload (spool/history/persist.py)
-    history_interval: float = 3600.0  # key signals written at least this often (agent/history.py)
+    history_interval: float = 3 * 3600.0  # key signals written at least this often (agent/history.py)
 
 
 @dataclass(frozen=True)

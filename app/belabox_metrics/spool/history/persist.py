@@ -21,7 +21,7 @@ periods come from them) and the kept series' values aligned with the batches. Ti
 differences from the previous batch, and a series whose values all have at most 6 decimals (scale
 ``k``) as integer differences of value x 10^k from its previous value (exact: checked when written);
 others (``k`` -1) as they are. Against format 1 (absolute values) that is about 40% fewer bytes,
-which is what an hourly history write costs the card with the uplink up. Format 1 rows still read.
+which is what a history write costs the card with the uplink up. Format 1 rows still read.
 """
 
 from __future__ import annotations
@@ -43,7 +43,7 @@ from belabox_metrics.timeline.signals import is_key_series
 
 log = logging.getLogger(__name__)
 
-CHUNK_INTERVAL = 3600.0  # storage.history_interval's default: at least this often
+CHUNK_INTERVAL = 3 * 3600.0  # storage.history_interval's default: at least this often
 RIDE_AFTER = 600.0  # ... and sooner with a spool commit, which pays the card's journal commit already
 CHUNK_MAX_BATCHES = 5000  # a very short collection interval still writes bounded rows
 RING_SPAN_S = 3600.0  # every series of the last hour stays in memory

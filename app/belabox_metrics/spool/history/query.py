@@ -342,8 +342,9 @@ class _RowValues:
 
 
 def from_spool(spool, since_ms: int, until_ms: int, patterns: Sequence[str] = (), ring=None,
-               max_points: int | None = None, **extra) -> dict:
-    """The whole document from an open spool (read-only or the agent's) and, in the agent, its ring."""
+               max_points: int | None = None, unwritten: Sequence[tuple[int, int, bytes]] = (), **extra) -> dict:
+    """The whole document from an open spool (read-only or the agent's) and, in the agent, its ring
+    and ``unwritten``: the chunk of key points gathered since the last history write."""
     a = Assembler(since_ms, until_ms, patterns)
     try:
         with spool.history_db() as conn:
@@ -351,7 +352,7 @@ def from_spool(spool, since_ms: int, until_ms: int, patterns: Sequence[str] = ()
             marks = h.read_marks(conn, since_ms, until_ms)
         entries = ring.snapshot() if ring is not None else []
         a.ring_covers(entries)
-        a.add_chunks(chunks)
+        a.add_chunks([*chunks, *unwritten])
         del chunks
         a.add_ring(entries)
         a.add_pending(spool.history_db)
