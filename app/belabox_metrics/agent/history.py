@@ -89,8 +89,9 @@ class AgentHistory:
     def _unwritten(self) -> list[tuple[int, int, bytes]]:
         """The key points gathered since the last history write, as a chunk: with writes hours
         apart (storage.history_interval) they reach further back than the ring's hour."""
-        with self._chunk_lock:
-            return [self.chunk.encode()] if len(self.chunk) else []
+        with self._chunk_lock:  # a copy, encoded outside: a 3-hour chunk takes a while to encode
+            snapshot = self.chunk.copy()
+        return [snapshot.encode()] if len(snapshot) else []
 
     def record_start(self, wall_ms: int, boot_id: str, version: str) -> None:
         try:

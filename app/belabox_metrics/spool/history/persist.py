@@ -121,6 +121,14 @@ class ChunkBuilder:
             if len(col) == i:
                 col.append(s.value)
 
+    def copy(self) -> ChunkBuilder:
+        """What was gathered so far, for a reader on another thread: list copies, cheap enough to
+        take under a lock that collection waits for, unlike encode()."""
+        other = ChunkBuilder(self.keep)
+        other.stamps, other.boots, other.index = list(self.stamps), dict(self.boots), dict(self.index)
+        other.values = [list(col) for col in self.values]
+        return other
+
     def encode(self) -> tuple[int, int, bytes]:
         """(start_ms, end_ms, blob) of what was gathered."""
         n = len(self.stamps)
